@@ -1,0 +1,35 @@
+"The `cohort-inrs` command: help, cohort listing, montages and clear errors on bad input."
+import subprocess, sys
+from pathlib import Path
+from cohort_inrs.cli import main
+
+def test_help_lists_commands(capsys):
+    assert main([]) == 0
+    assert 'cohorts' in capsys.readouterr().out
+
+def test_cohorts_lists_embedded_with_sizes(capsys):
+    assert main(['cohorts']) == 0
+    out = capsys.readouterr().out
+    for name, n in [('mni152', '30'), ('lfw', '100'), ('digits', '1797')]:
+        line = next(l for l in out.splitlines() if l.startswith(name))
+        assert n in line.split(), line
+
+def test_cohorts_show_writes_montage(tmp_path):
+    out = tmp_path/'m.png'
+    assert main(['cohorts', 'show', 'lfw@16', '--out', str(out), '--profile', 'smoke']) == 0
+    assert out.exists() and out.read_bytes()[:4] == b'\x89PNG'
+
+def test_bad_cohort_gives_clear_error(tmp_path, capsys):
+    assert main(['cohorts', 'show', 'celeba', '--out', str(tmp_path/'x.png')]) == 2
+    err = capsys.readouterr().err
+    assert 'celeba' in err and 'folder:' in err
+    assert not (tmp_path/'x.png').exists()
+
+def test_bad_override_names_the_field(tmp_path, capsys):
+    assert main(['cohorts', 'show', 'lfw', '--set', 'data.resolutoin=8', '--out', str(tmp_path/'x.png')]) == 2
+    assert 'resolutoin' in capsys.readouterr().err
+
+def test_console_script_runs():
+    exe = Path(sys.executable).parent/'cohort-inrs'
+    r = subprocess.run([str(exe), '--help'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and 'cohorts' in r.stdout
