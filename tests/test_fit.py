@@ -1,0 +1,66 @@
+"Fitting: metrics on known inputs, exact resume, the cache, and batched test-time fits equal a loop."
+import pytest, torch
+from skimage.metrics import structural_similarity
+from cohort_inrs.config import get_config
+from cohort_inrs.data import load_cohort
+from cohort_inrs.models import CohortINR, StackedINR, canonical_configs
+from cohort_inrs.fit import (psnr, ssim, train_cohort, fit_stack, fit_single, cohort_model, freeze_sweep, reconstruct)
+
+@pytest.fixture(scope='module')
+def digits():
+    return load_cohort('digits', get_config('smoke').data)
+
+def test_psnr_known_values_and_averaging():
+    t = torch.zeros(3, 8, 8, 1); p = t.clone()
+    p[0] += 0.1; p[1] += 0.01; p[2] += 0.001         # MSE 1e-2, 1e-4, 1e-6
+    assert torch.allclose(psnr(p, t), torch.tensor([20., 40., 60.]), atol=1e-3)
+    assert abs(psnr(p, t).mean().item() - 40) < 1e-3   # mean of PSNRs, not PSNR of the mean MSE (24.3 dB)
+
+def test_ssim_matches_skimage():
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(3, 24, 24, 1, generator=g); b = (a * 0.8 + 0.1 * torch.rand(3, 24, 24, 1, generator=g))
+    ref = [structural_similarity(a[i, ..., 0].numpy(), b[i, ..., 0].numpy(), data_range=1., gaussian_weights=True,
+                                 sigma=1.5, use_sample_covariance=False) for i in range(3)]
+    assert torch.allclose(ssim(b, a), torch.tensor(ref, dtype=torch.float32), atol=1e-4)
+
+def test_resume_is_bit_exact(digits, tmp_path):
+    cfg = get_config('smoke'); x, y = digits.coords(), digits.targets('train')
+    mk = lambda: CohortINR.from_config(cfg.model, 'ffmlp', digits.n_train, 1, digits.resolution, seed=3)
+    a = mk(); train_cohort(a, x, y, 30, 1e-3, batch_pixels=40, log_every=5, progress=False)
+    ck = tmp_path/'ck.safetensors'
+    b = mk(); train_cohort(b, x, y, 17, 1e-3, batch_pixels=40, log_every=5, ckpt_path=ck, ckpt_every=5, progress=False)
+    c = mk(); train_cohort(c, x, y, 30, 1e-3, batch_pixels=40, log_every=5, ckpt_path=ck, ckpt_every=5, progress=False)
+    assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), c.state_dict().values()))
+
+def test_cohort_model_is_cached_and_learns(digits):
+    cfg = get_config('smoke', train=dict(steps=200))
+    net, hist, coh = cohort_model(cfg, 'siren', 'digits', progress=False)
+    net2, _, _ = cohort_model(cfg, 'siren', 'digits', progress=False)
+    assert all(torch.equal(u, v) for u, v in zip(net.state_dict().values(), net2.state_dict().values()))
+    mean_img = coh.train.mean(0, keepdim=True).expand_as(coh.train)
+    assert psnr(reconstruct(net, coh), coh.train).mean() > psnr(mean_img, coh.train).mean() + 10
+
+@pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
+def test_batched_fit_equals_loop(digits, backbone):
+    cfg = get_config('smoke')
+    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
+    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
+    tg = digits.targets('test')
+    for d, mode in canonical_configs(cnet.n_shared):
+        st = StackedINR.from_cohort(cnet, d, mode, seeds=[0, 1, 2])
+        tgt = tg[[0, 1, 0]]
+        singles = [st.single(m) for m in range(3)]
+        rb = fit_stack(st, digits.coords(), tgt, steps=25, lr=1e-3, log_every=5)
+        for m, n1 in enumerate(singles):
+            r1 = fit_single(n1, d, digits.coords(), tgt[m], steps=25, lr=1e-3, log_every=5)
+            for (k, u), v in zip(n1.state_dict().items(), st.single(m).state_dict().values()):
+                assert torch.allclose(u, v, atol=1e-5, rtol=1e-4), (d, mode, k)
+            assert (10 * torch.log10(r1['mse'][:, 0] / rb['mse'][:, m])).abs().max() < 0.01
+
+def test_sweep_shapes_and_baselines():
+    cfg = get_config('smoke')
+    sw = freeze_sweep(cfg, 'ffmlp', 'digits', progress=False)
+    L = cfg.model.n_shared
+    assert sw['configs'] == [f'{m}@{d}' for d, m in canonical_configs(L)]
+    assert sw['psnr'].shape == (len(sw['configs']), cfg.transfer.steps // cfg.transfer.log_every + 1, 2, 1)
+    assert int(sw['step'][-1]) == cfg.transfer.steps
