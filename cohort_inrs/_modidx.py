@@ -23,6 +23,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'cohort_inrs.bench': { 'cohort_inrs.bench._sync': ('bench.html#_sync', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench.add_bench_parser': ('bench.html#add_bench_parser', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench.bench_cohort_step': ('bench.html#bench_cohort_step', 'cohort_inrs/bench.py'),
+                                   'cohort_inrs.bench.bench_sae': ('bench.html#bench_sae', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench.bench_sweep': ('bench.html#bench_sweep', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench.best_time': ('bench.html#best_time', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench.cohort_step_flops': ('bench.html#cohort_step_flops', 'cohort_inrs/bench.py'),

@@ -33,3 +33,8 @@ def test_console_script_runs():
     exe = Path(sys.executable).parent/'cohort-inrs'
     r = subprocess.run([str(exe), '--help'], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'cohorts' in r.stdout
+
+def test_bench_quick_prints_ratios(capsys):
+    assert main(['bench', '--quick', '--only', 'sweep', 'sae']) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [l.split()[0] for l in lines] == ['sweep', 'sweep', 'sae'] and all(' ratio ' in l for l in lines)
