@@ -281,3 +281,16 @@ def test_sae_model_cache_and_metrics():
     assert m['psnr_spliced_err'] == m['psnr_inr'] and m['psnr_spliced'] < m['psnr_inr']
     ps = spliced_psnr(sae, net, 2, coh)
     assert ps['inr'].shape == (coh.n_train,) and torch.equal(ps['spliced_err'], ps['inr'])
+
+
+def test_sparse_training_step_matches_dense():
+    "The sparse TopK step (gathers/scatters over the k winners) follows the dense step."
+    import torch
+    from cohort_inrs.sae import SAE, fit_sae
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    runs = []
+    for sparse in (False, True):
+        sae = SAE(16, 48, 4, seed=3).double()
+        fit_sae(sae, iter(lambda: x, None), 5, 1e-3, log_every=5, progress=False, sparse=sparse)
+        runs.append([p.detach().clone() for p in sae.parameters()])
+    for a, b in zip(*runs): assert torch.allclose(a, b, atol=1e-9), (a - b).abs().max()
