@@ -148,7 +148,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'cohort_inrs/models.py'),
                                     'cohort_inrs.models._SineLinear.forward': ('models.html#_sinelinear.forward', 'cohort_inrs/models.py'),
                                     'cohort_inrs.models._apply_heads': ('models.html#_apply_heads', 'cohort_inrs/models.py'),
-                                    'cohort_inrs.models._mismatch': ('models.html#_mismatch', 'cohort_inrs/models.py'),
                                     'cohort_inrs.models.activation': ('models.html#activation', 'cohort_inrs/models.py'),
                                     'cohort_inrs.models.bias_bound': ('models.html#bias_bound', 'cohort_inrs/models.py'),
                                     'cohort_inrs.models.canonical_configs': ('models.html#canonical_configs', 'cohort_inrs/models.py'),
@@ -280,7 +279,9 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cohort_inrs.store.cache_dir': ('store.html#cache_dir', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.cached': ('store.html#cached', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.file_lock': ('store.html#file_lock', 'cohort_inrs/store.py'),
+                                   'cohort_inrs.store.load_checked': ('store.html#load_checked', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.load_json': ('store.html#load_json', 'cohort_inrs/store.py'),
+                                   'cohort_inrs.store.load_module': ('store.html#load_module', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.load_tensors': ('store.html#load_tensors', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.save_json': ('store.html#save_json', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.save_tensors': ('store.html#save_tensors', 'cohort_inrs/store.py')}}}

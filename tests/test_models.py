@@ -277,6 +277,6 @@ def test_checkpoint_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match='No artifact'): load_inr(tmp_path / 'none.safetensors')
     from cohort_inrs.store import save_tensors
     other = save_tensors(tmp_path / 'other.safetensors', {'x': torch.zeros(2)}, {'kind': 'sae'})
-    with pytest.raises(ValueError, match='not a cohort INR checkpoint'): load_inr(other)
+    with pytest.raises(ValueError, match='not a cohort_inr file'): load_inr(other)
     with pytest.raises(ValueError, match='width'): save_inr(small('siren'), tmp_path / 'x.safetensors', {'width': 8})
     assert not (tmp_path / 'x.safetensors').exists()

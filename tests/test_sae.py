@@ -258,7 +258,7 @@ def test_save_load_errors(tmp_path):
     with pytest.raises(ValueError, match='not a readable safetensors'): load_sae(p)
     from cohort_inrs.store import save_tensors
     save_tensors(p, {'x': torch.zeros(1)}, {'kind': 'cohort_inr'})
-    with pytest.raises(ValueError, match='not an SAE file'): load_sae(p)
+    with pytest.raises(ValueError, match='not a sae file'): load_sae(p)
 
 
 def test_sae_model_cache_and_metrics():
