@@ -113,5 +113,5 @@ def test_corrupt_or_wrong_file_is_a_clear_error(tmp_path):
         freeze_depth_report(tmp_path)
     from cohort_inrs.store import save_tensors
     other = save_tensors(tmp_path/'other.safetensors', {'x': torch.zeros(2)}, {})
-    with pytest.raises(ValueError, match='not a cohort INR'):
+    with pytest.raises(ValueError, match='not a cohort_inr file'):
         freeze_depth_report(other)
