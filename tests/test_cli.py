@@ -38,3 +38,15 @@ def test_bench_quick_prints_ratios(capsys):
     assert main(['bench', '--quick', '--only', 'sweep', 'sae']) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [l.split()[0] for l in lines] == ['sweep', 'sweep', 'sae'] and all(' ratio ' in l for l in lines)
+
+def test_readme_commands_exist():
+    "Every `cohort-inrs SUBCOMMAND` and every figure/test file the README names exists."
+    import re
+    from cohort_inrs.cli import build_parser
+    root = Path(__file__).resolve().parent.parent
+    readme = (root/'README.md').read_text()
+    sub = next(a for a in build_parser()._actions if a.dest == 'command').choices
+    used = set(re.findall(r'cohort-inrs ([a-z][a-z-]+)', readme)) - {'regenerate'} | {'regenerate'}
+    assert used <= set(sub), used - set(sub)
+    for path in re.findall(r'\]\(((?:figures|nbs)/[^)#]+)\)', readme):
+        assert (root/path).exists(), path
