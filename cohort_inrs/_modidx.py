@@ -283,5 +283,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cohort_inrs.store.load_json': ('store.html#load_json', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.load_module': ('store.html#load_module', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.load_tensors': ('store.html#load_tensors', 'cohort_inrs/store.py'),
+                                   'cohort_inrs.store.read_meta': ('store.html#read_meta', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.save_json': ('store.html#save_json', 'cohort_inrs/store.py'),
                                    'cohort_inrs.store.save_tensors': ('store.html#save_tensors', 'cohort_inrs/store.py')}}}
