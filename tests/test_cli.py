@@ -50,3 +50,19 @@ def test_readme_commands_exist():
     assert used <= set(sub), used - set(sub)
     for path in re.findall(r'\]\(((?:figures|nbs)/[^)#]+)\)', readme):
         assert (root/path).exists(), path
+
+def test_readme_command_lines_parse():
+    "Every `cohort-inrs ...` line in the README's code blocks (and `-m cohort_inrs ...` under torchrun) parses with the real parser."
+    import re, shlex
+    from cohort_inrs.cli import build_parser
+    readme = (Path(__file__).resolve().parent.parent/'README.md').read_text()
+    blocks = re.findall(r'```bash\n(.*?)```', readme, re.S)
+    lines = [l.split('  #')[0].strip() for b in blocks for l in b.replace('\\\n', ' ').splitlines()]
+    cmds = [shlex.split(l)[1:] for l in lines if l.startswith('cohort-inrs ')]
+    cmds += [shlex.split(l.split('-m cohort_inrs', 1)[1]) for l in lines if '-m cohort_inrs ' in l]
+    assert len(cmds) >= 10 and any(c[0] == 'train' for c in cmds), cmds
+    p = build_parser()
+    for c in cmds:
+        if '--help' in c: continue  # prints help and exits 0
+        try: p.parse_args(c)
+        except SystemExit as e: raise AssertionError(f"README command does not parse: cohort-inrs {' '.join(c)}") from e

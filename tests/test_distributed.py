@@ -98,3 +98,14 @@ def test_train_rejects_bad_shards(tmp_path, monkeypatch, capsys):
     assert main(['train', '--profile', 'smoke', '--shard', 'half']) == 2
     assert 'I/N' in capsys.readouterr().err
     assert not (tmp_path/'cohort').exists()
+
+def test_train_submitit_array(tmp_path, monkeypatch):
+    "`train --executor submitit --shards 2` (submitit's local cluster: real subprocesses) leaves the merged sweep, no parts."
+    pytest.importorskip('submitit', reason='submitit not installed (pip install "cohort-inrs[slurm]")')
+    monkeypatch.setenv('COHORT_INRS_CACHE', str(tmp_path/'cache')); monkeypatch.setenv('COHORT_INRS_ROOT', str(tmp_path/'root'))
+    args = ['train', '--profile', 'smoke', '--cohorts', 'digits', '--backbones', 'siren', '--sweep', '--quiet']
+    assert main([*args, '--executor', 'submitit', '--shards', '2', '--cluster', 'local']) == 0
+    assert (tmp_path/'root'/'runs'/'submitit-train').is_dir() and not list((tmp_path/'cache').rglob('*.part-*'))
+    sw = freeze_sweep(get_config('smoke'), 'siren', 'digits', progress=False)  # read from the cache the jobs filled
+    assert sw['psnr'].shape[2] == get_config('smoke').transfer.n_images and torch.isfinite(sw['psnr']).all()
+    assert main([*args, '--executor', 'submitit']) == 2  # no array size: a clear error
