@@ -9,6 +9,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cohort_inrs.atlas._median_live': ('atlas.html#_median_live', 'cohort_inrs/atlas.py'),
                                    'cohort_inrs.atlas._nav': ('atlas.html#_nav', 'cohort_inrs/atlas.py'),
                                    'cohort_inrs.atlas._partners': ('atlas.html#_partners', 'cohort_inrs/atlas.py'),
+                                   'cohort_inrs.atlas._short_rev': ('atlas.html#_short_rev', 'cohort_inrs/atlas.py'),
                                    'cohort_inrs.atlas._slug': ('atlas.html#_slug', 'cohort_inrs/atlas.py'),
                                    'cohort_inrs.atlas._sprite_css': ('atlas.html#_sprite_css', 'cohort_inrs/atlas.py'),
                                    'cohort_inrs.atlas._title': ('atlas.html#_title', 'cohort_inrs/atlas.py'),
