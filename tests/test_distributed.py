@@ -59,16 +59,21 @@ def test_train_cli_two_processes_equals_one(tmp_path, monkeypatch):
     assert not left, left  # parts merged and removed, training checkpoints removed
 
 def test_ddp_minibatch_resume_equals_one_process(tmp_path):
-    "Mini-batch DDP training interrupted at step 20 (rank 0's checkpoint at 10) and resumed to 40 equals 40 single-process steps."
+    "Mini-batch DDP training stopped after step 20 (rank 0's last checkpoint: step 10) and resumed to 40 equals 40 single-process steps."
     ck, out = tmp_path/'ck.safetensors', tmp_path/'ddp.safetensors'
     torchrun([HERE/'ddp_worker.py', 'siren', 20, 32, ck, tmp_path/'first.safetensors'], tmp_path/'cache')
     assert ck.exists() and read_meta(ck)['step'] == 10
-    torchrun([HERE/'ddp_worker.py', 'siren', 40, 32, ck, out], tmp_path/'cache')
+    # the second launch builds its model from another seed: only a real resume (weights, Adam, sampler from the checkpoint)
+    # can end at the single-process weights; a run that ignored the checkpoint would end somewhere else
+    torchrun([HERE/'ddp_worker.py', 'siren', 40, 32, ck, out, 99], tmp_path/'cache')
     cfg = get_config('smoke'); coh = load_cohort('digits', cfg.data)
     net = CohortINR.from_config(cfg.model, 'siren', coh.n_train, coh.channels, coh.resolution, seed=3)
     h = train_cohort(net, coh.coords(), coh.targets('train'), 40, 1e-3, 32, log_every=5, seed=7, progress=False)
     ddp = load_file(out)
     for k, v in net.state_dict().items(): torch.testing.assert_close(ddp[k], v, atol=1e-5, rtol=1e-4)
+    other = CohortINR.from_config(cfg.model, 'siren', coh.n_train, coh.channels, coh.resolution, seed=99)
+    train_cohort(other, coh.coords(), coh.targets('train'), 40, 1e-3, 32, log_every=5, seed=7, progress=False)
+    assert max((ddp[k] - v).abs().max() for k, v in other.state_dict().items()) > 1e-2  # the test can tell a restart from a resume
     torch.testing.assert_close(ddp['mse'], h['mse'], atol=1e-6, rtol=1e-3)  # all-reduced per-signal MSE, same as one process's
 
 def test_shard_jobs_merge_into_the_single_process_sweep(tmp_path, monkeypatch, capsys):
@@ -97,6 +102,9 @@ def test_train_rejects_bad_shards(tmp_path, monkeypatch, capsys):
     assert 'does not exist' in capsys.readouterr().err
     assert main(['train', '--profile', 'smoke', '--shard', 'half']) == 2
     assert 'I/N' in capsys.readouterr().err
+    assert main(['train', '--profile', 'smoke', '--nproc', '2', '--shard', '0/2']) == 2  # a job array of DDP jobs is not a thing here
+    assert 'does not combine' in capsys.readouterr().err
+    with pytest.raises(SystemExit): main(['train', '--profile', 'smoke', '--exec', 'submitit'])  # no abbreviations: options are passed on by name
     assert not (tmp_path/'cohort').exists()
 
 def test_train_submitit_array(tmp_path, monkeypatch):
