@@ -7,8 +7,8 @@ import numpy as np, pytest, torch
 from cohort_inrs.config import get_config
 from cohort_inrs.sae import sae_model, sae_reconstruct
 from cohort_inrs.fit import to_image
-from cohort_inrs.atoms import ablation_scan, firing_maps
-from cohort_inrs.atlas import (build_atlases, read_atlas, add_atlas_parser, atlas_data, page_name, compare_name, png_decode)
+from cohort_inrs.atoms import ablation_scan, firing_maps, firing_pairs, maps_from_pairs, localisation, summarise, contour_tracing
+from cohort_inrs.atlas import (build_atlases, read_atlas, add_atlas_parser, atlas_data, page_name, compare_name, png_decode, sig)
 
 CHROMIUM = '/usr/bin/chromium'
 CHROME_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -92,6 +92,37 @@ def test_matching_and_pages(built):
     assert all((c is None) == (i < 0) for c, i in zip(d['atoms']['match_corr'], m))
     index = (built['small']['out_dir']/'index.html').read_text()
     assert all(f'href="{f}"' in index for f in list(pages) + [c['file'] for c in built['small']['compares']])
+
+def test_match_liveness_is_the_matchings(built):
+    "Each unmatched atom is either constant on the common grid or a surplus live atom of the larger side (one-to-one matching)."
+    seen = set()
+    for r in built['small']['pages']:
+        A, M = (d := read_atlas(r['path']))['atoms'], d['meta']; mm = M['match']
+        m, live = np.array(A['match']), np.array(A['match_live'])
+        assert mm['n_live'] == live.sum() and (live[m >= 0] == 1).all()
+        assert mm['n_matched'] == (m >= 0).sum() == min(mm['n_live'], mm['n_live_other'])
+        if ((m < 0) & (live == 1)).any(): assert mm['n_live_other'] < mm['n_live']; seen.add('surplus')
+        if (live == 0).any(): seen.add('constant')
+    assert seen == {'surplus', 'constant'}, seen  # the smoke pages have both kinds (the browser test opens them)
+
+def _fig_med(x):
+    "fig_atom_localisation's `med` (the lower median over non-NaN values), copied so a change there shows here."
+    x = torch.as_tensor(x).double(); x = x[~x.isnan()]; return x.median().item() if len(x) else float('nan')
+
+def test_page_summary_is_the_figures(built, monkeypatch):
+    "The medians on the comparison page and index are the atom_localisation figure's, computed by its own calls."
+    monkeypatch.setenv('COHORT_INRS_CACHE', str(built['cache']))
+    cfg = built['cfg']
+    for r in built['small']['pages']:
+        M, A = (d := read_atlas(r['path']))['meta'], d['atoms']; s, b, dp = M['cohort'], M['backbone'], M['depth']
+        sae, _, net, coh = sae_model(cfg, b, s, dp, progress=False)  # the figure's loop body, at render = 0
+        fp = firing_pairs(sae, net, dp, coh.resolution)
+        maps = maps_from_pairs(fp).float().cpu()
+        summ = summarise(localisation(maps)); ct = contour_tracing(maps, coh.train, coh.test)
+        for k in ('area', 'entropy', 'rg', 'components'): assert M['summary'][k] == sig(summ[k]['median']), (r['file'], k)  # its `loc_rows`
+        assert M['summary']['ct_diff'] == sig(_fig_med(ct['diff'])), r['file']  # its `ct_rows[...]['diff_median']`
+        dm = ablation_scan(cfg, b, s, dp, progress=False)['drop'].double().max(1).values[torch.tensor(A['live']) == 1]
+        assert M['summary']['drop_max'] == sig(dm.quantile(.5))  # no figure reports it: interpolated over live atoms
 
 def test_size_budget(built):
     big = built['big']['pages'][0]
@@ -184,8 +215,22 @@ def test_atlas_in_chromium(built, tmp_path):
             assert f"sp-chg-{M['change_heads'].index(A['drop_head'][best])}" in page.get_attribute('#chg-ov', 'class')  # auto head
             assert page.inner_text('#fire-max') == str(A['fmax'][best])
             nn = page.locator('#nn button'); assert nn.count() == len(A['nn'][best])
-            assert f"#{A['match'][best]}" in page.inner_text('#match') or A['match'][best] < 0
+            if A['match'][best] >= 0: assert f"#{A['match'][best]}" in page.inner_text('#match')
+            else: assert page.get_attribute('#detail-unmatched', 'data-reason') == ('surplus' if A['match_live'][best] else 'constant')
+            st = page.inner_text('#detail-status')  # the one line a screen reader announces; the panel itself is not live
+            assert st.startswith(f'Atom {best}: largest drop ') and float(st.split('drop ')[1].split(' dB')[0]) == A['drop_max'][best]
+            assert st.endswith(f"on head {A['drop_head'][best]}") and page.get_attribute('#detail', 'aria-live') is None
             _shot(page, tmp_path/'atlas_detail.png')
+            # an unmatched atom that is live on the common grid: the one-to-one matching left it over, and the page says so with Python's counts
+            mm = M['match']; surplus = [j for j in range(n) if A['match'][j] < 0 and A['match_live'][j]]
+            assert surplus and mm['n_live_other'] < mm['n_live'], mm
+            for j in surplus:
+                page.evaluate(f'window.ATLAS.open({j})')
+                assert page.get_attribute('#detail-unmatched', 'data-reason') == 'surplus'
+                txt = page.inner_text('#match')
+                assert 'one-to-one' in txt and f"{mm['n_matched']} of the {mm['n_live']} live atoms" in txt and f"({mm['n_live_other']} against" in txt
+                assert 'constant' not in txt and 'dead' not in txt
+            _shot(page, tmp_path/'atlas_unmatched.png')
             # keyboard: Right moves focus to the next tile, Enter opens it
             first.focus(); page.keyboard.press('ArrowRight')
             assert page.evaluate('document.activeElement.dataset.pos') == '1'
@@ -200,19 +245,62 @@ def test_atlas_in_chromium(built, tmp_path):
             page.fill('#filter', 'abc'); assert page.inner_text('#filter-msg') != ''
             page.close()
 
+            # --- sort order, missing values, live-only filter and a constant atom's match note, on a page with dead atoms
+            f = small/page_name('digits', 'ffmlp', 1); data = read_atlas(f); A, M = data['atoms'], data['meta']; n = M['n_atoms']
+            page = _open(browser, f, errors)
+            key = next(s['key'] for s in M['sorts'] if s['key'] != 'id' and any(v is None for v in A[s['key']]))
+            v = np.array([np.nan if x is None else x for x in A[key]]); n_null = int(np.isnan(v).sum())
+            def shown():  # pos -> atom of the tiles in the DOM, after scrolling to the end and back (all 64 render)
+                page.evaluate("document.querySelector('#grid').scrollTop = 1e9"); page.wait_for_timeout(50)
+                pa = dict(page.eval_on_selector_all('#grid .tile', 'els => els.map(e => [+e.dataset.pos, +e.dataset.atom])'))
+                page.evaluate("document.querySelector('#grid').scrollTop = 0"); page.wait_for_timeout(50)
+                return {**pa, **dict(page.eval_on_selector_all('#grid .tile', 'els => els.map(e => [+e.dataset.pos, +e.dataset.atom])'))}
+            page.select_option('#sort', key)
+            assert page.get_attribute('#order', 'aria-label') == 'sort order: descending' and page.inner_text('#order') == 'descending'
+            pa = shown(); assert pa[0] == int(np.nanargmax(v))
+            assert all(np.isnan(v[pa[p]]) for p in range(n - n_null, n)) and not any(np.isnan(v[pa[p]]) for p in range(n - n_null))  # missing last
+            page.click('#order')
+            assert page.get_attribute('#order', 'aria-label') == 'sort order: ascending' and page.inner_text('#order') == 'ascending'
+            pa = shown(); assert pa[0] == int(np.nanargmin(v))  # ascending: the smallest non-missing value first
+            assert all(np.isnan(v[pa[p]]) for p in range(n - n_null, n)) and not any(np.isnan(v[pa[p]]) for p in range(n - n_null))  # still last
+            vals = [v[pa[p]] for p in range(n - n_null)]; assert vals == sorted(vals)
+            assert sum(A['live']) < n; page.check('#live-only')
+            assert int(page.locator('#count').get_attribute('data-shown')) == sum(A['live']) and all(A['live'][a] for a in shown().values())
+            const = [j for j in range(n) if not A['match_live'][j]]; assert const
+            page.evaluate(f'window.ATLAS.open({const[0]})')
+            assert page.get_attribute('#detail-unmatched', 'data-reason') == 'constant' and 'constant (dead) on the common' in page.inner_text('#match')
+            page.close()
+
             # --- the 4096-atom page: only a window of tiles exists, the end is reachable by keyboard
             fb = built['big']['pages'][0]['path']; page = _open(browser, fb, errors)
             assert page.locator('#count').get_attribute('data-shown') == str(BIG)
             assert page.evaluate('window.ATLAS.atoms.drop_max.length') == BIG
             in_dom = page.locator('.tile').count(); assert 0 < in_dom < BIG // 4, in_dom  # virtualised
             _shot(page, tmp_path/'atlas_grid.png')
-            page.locator('.tile[data-pos="0"]').focus(); page.keyboard.press('End')
+            t0 = page.locator('.tile[data-pos="0"]')
+            assert t0.get_attribute('aria-posinset') == '1' and t0.get_attribute('aria-setsize') == str(BIG)
+            # focus survives scrolling the focused tile out of view, and the arrow keys carry on from it
+            t0.focus(); page.evaluate("document.querySelector('#grid').scrollTop = 1e9"); page.wait_for_timeout(150)
+            assert page.locator(f'.tile[data-pos="{BIG - 1}"]').count() == 1  # scrolled to the end
+            assert page.evaluate('document.activeElement.dataset.pos') == '0'
+            page.keyboard.press('ArrowRight'); assert page.evaluate('document.activeElement.dataset.pos') == '1'
+            cols = page.evaluate("[...document.querySelectorAll('#grid .tile')].filter(t => t.style.top === '0px').length")
+            page.keyboard.press('ArrowDown'); assert page.evaluate('document.activeElement.dataset.pos') == str(1 + cols)
+            assert page.evaluate("(() => { const r = document.activeElement.getBoundingClientRect(), g = document.querySelector('#grid').getBoundingClientRect();"
+                                 " return r.top >= g.top && r.bottom <= g.bottom; })()")  # scrolled back to it
+            # Shift+Tab leaves the tile for the grid (focus ring on), again out of it; Tab comes back to the current tile
+            page.keyboard.press('Shift+Tab'); assert page.evaluate('document.activeElement.id') == 'grid'
+            assert page.evaluate("getComputedStyle(document.querySelector('#grid')).outlineStyle") == 'solid'
+            page.keyboard.press('Shift+Tab'); assert page.evaluate("document.activeElement.closest('#grid') === null")
+            page.keyboard.press('Tab'); assert page.evaluate('document.activeElement.dataset.pos') == str(1 + cols)
+            page.keyboard.press('End')
             assert page.evaluate('document.activeElement.dataset.pos') == str(BIG - 1)
             page.keyboard.press('Home'); assert page.evaluate('document.activeElement.dataset.pos') == '0'
             page.close()
 
             # --- the comparison page and the index
             page = _open(browser, small/compare_name('lfw@16', 1), errors)
+            assert page.get_attribute('#filter', 'aria-describedby') == 'filter-msg' and page.get_attribute('#order', 'aria-label') == 'sort order: descending'
             assert page.locator('#grid-0 .tile').count() > 0 and page.locator('#grid-1 .tile').count() > 0
             page.select_option('#sort', 'rg')
             for i, b in enumerate(('siren', 'ffmlp')):
