@@ -107,6 +107,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'cohort_inrs.data.Cohort.coords': ('data.html#cohort.coords', 'cohort_inrs/data.py'),
                                   'cohort_inrs.data.Cohort.n_test': ('data.html#cohort.n_test', 'cohort_inrs/data.py'),
                                   'cohort_inrs.data.Cohort.n_train': ('data.html#cohort.n_train', 'cohort_inrs/data.py'),
+                                  'cohort_inrs.data.Cohort.random_coords': ('data.html#cohort.random_coords', 'cohort_inrs/data.py'),
                                   'cohort_inrs.data.Cohort.resolution': ('data.html#cohort.resolution', 'cohort_inrs/data.py'),
                                   'cohort_inrs.data.Cohort.targets': ('data.html#cohort.targets', 'cohort_inrs/data.py'),
                                   'cohort_inrs.data._center_crop': ('data.html#_center_crop', 'cohort_inrs/data.py'),

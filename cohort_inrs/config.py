@@ -25,6 +25,7 @@ class DataConfig:
     channels: int = 1  # 1 = grey, 3 = RGB
     split_seed: int = 0  # seed of the deterministic train/test split
     allow_upsample: bool = False  # allow a resolution above the source images' own
+    coord_range: tuple = (0.0, 1.0)  # `(lo, hi)` of the coordinate grid on both axes [authors: linspace(0, 1)]
 
 # %% ../nbs/00_config.ipynb #7f990938
 @dataclass(frozen=True)

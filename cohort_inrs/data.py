@@ -39,11 +39,13 @@ def parse_spec(spec:str): # `mni152`, `lfw`, `digits`, `folder:PATH` or `nifti:P
 # %% ../nbs/01_data.ipynb #7a941cf3
 def coord_grid(h:int, # number of rows (image height)
                w:int=None, # number of columns (image width); default `h`
-               device=None): # torch device of the result
-    "Float32 `(h*w, 2)` grid in [-1, 1]^2 (linspace, endpoints included): column 0 = x (left -> right), column 1 = y (top -> bottom), row-major."
+               device=None, # torch device of the result
+               coord_range:tuple=(0., 1.)): # `(lo, hi)` of both axes; the authors' code uses [0, 1]
+    "Float32 `(h*w, 2)` grid in [lo, hi]^2 (linspace, endpoints included): column 0 = x (left -> right), column 1 = y (top -> bottom), row-major."
     w = h if w is None else w
-    ys = torch.linspace(-1, 1, h, device=device)
-    xs = torch.linspace(-1, 1, w, device=device)
+    lo, hi = map(float, coord_range)
+    ys = torch.linspace(lo, hi, h, device=device)
+    xs = torch.linspace(lo, hi, w, device=device)
     yy, xx = torch.meshgrid(ys, xs, indexing='ij')
     return torch.stack([xx, yy], dim=-1).reshape(h * w, 2)
 
@@ -57,6 +59,7 @@ class Cohort:
     test: torch.Tensor  # held-out images for test-time fitting, `(n_test, H, W, C)`
     train_names: list  # one name per train image (file name, slice, index)
     test_names: list  # one name per test image
+    coord_range: tuple = (0., 1.)  # `(lo, hi)` of the coordinate grid the INR sees
 
     @property
     def resolution(self): return self.train.shape[1]
@@ -74,8 +77,14 @@ class Cohort:
         return x.reshape(x.shape[0], -1, x.shape[-1])
 
     def coords(self, device=None): # torch device of the grid
-        "The cohort's coordinate grid, `coord_grid(H, W)`."
-        return coord_grid(self.train.shape[1], self.train.shape[2], device=device)
+        "The cohort's coordinate grid, `coord_grid(H, W, coord_range=self.coord_range)`."
+        return coord_grid(self.train.shape[1], self.train.shape[2], device=device, coord_range=self.coord_range)
+
+    def random_coords(self, n:int, # how many
+                      generator:torch.Generator|None=None): # CPU generator
+        "`n` uniform random continuous coordinates `(n, 2)` over the cohort's coordinate square."
+        lo, hi = map(float, self.coord_range)
+        return torch.rand(n, 2, generator=generator) * (hi - lo) + lo
 
     def __repr__(self):
         return (f"Cohort({self.name!r}: {self.n_train} train + {self.n_test} test, "
@@ -350,7 +359,7 @@ def load_cohort(spec:str, # `mni152`, `lfw`, `digits`, `folder:PATH` or `nifti:P
     tr, te = split_indices(len(names), cfg.n_train, cfg.n_test, cfg.split_seed)
     imgs = torch.from_numpy(load(np.concatenate([tr, te])))
     return Cohort(spec, source, imgs[:len(tr)].clone(), imgs[len(tr):].clone(),
-                  [names[i] for i in tr], [names[i] for i in te])
+                  [names[i] for i in tr], [names[i] for i in te], tuple(map(float, cfg.coord_range)))
 
 # %% ../nbs/01_data.ipynb #07c3bf6d
 DESCRIPTIONS = dict(
