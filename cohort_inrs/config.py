@@ -11,21 +11,24 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'DataConfig', 'ModelConfig', 'TrainConfig', 'TransferConfig', 'SAEConfig', 'Config', 'get_config',
-           'override', 'to_dict', 'config_hash', 'config_from_dict', 'seed_everything', 'resolve_device',
-           'torch_threads']
+           'override', 'params_per_value', 'to_dict', 'config_hash', 'config_from_dict', 'seed_everything',
+           'resolve_device', 'torch_threads']
 
 # %% ../nbs/00_config.ipynb #4b927b5c
 @dataclass(frozen=True)
 class DataConfig:
     "Which cohorts, at what size, split how."
-    cohorts: tuple = ('mni152',)  # cohort specs: `mni152`, `lfw`, `digits`, `folder:PATH`, `nifti:PATH`, each optionally `@N`
+    cohorts: tuple = ('mni152',)  # cohort specs: `mni152`, `mni152cor`, `lfw`, `digits`, `folder:PATH`, `nifti:PATH`, each optionally `@N`
     resolution: int = 64  # side of the square images in pixels, unless a spec says `@N`
     n_train: int = 10  # images the cohort INR memorises (STRAINER-10) [authors]
     n_test: int = 4  # held-out images for test-time fitting
-    channels: int = 1  # 1 = grey, 3 = RGB
-    split_seed: int = 0  # seed of the deterministic train/test split
+    channels: int = 1  # 1 = grey (a colour MNI cohort gives its T1 channel), 3 = RGB
+    split_seed: int = 0  # seed of the deterministic train/test split of image pools (volume cohorts: a slab split, no seed)
     allow_upsample: bool = False  # allow a resolution above the source images' own
     coord_range: tuple = (0.0, 1.0)  # `(lo, hi)` of the coordinate grid on both axes [authors: linspace(0, 1)]
+    slice_step: int = 2  # volumes: voxels between neighbouring slices of the train slab and of the test block
+    test_gap_mm: float = 8.0  # volumes: least distance in mm from the last train slice to the first test slice
+    slice_axis: int = 2  # `nifti:` volumes: slicing axis, 0 sagittal, 1 coronal, 2 axial (the MNI cohorts fix theirs)
 
 # %% ../nbs/00_config.ipynb #7f990938
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class ModelConfig:
     n_shared: int = 5  # L, the number of shared encoder layers [authors]
     w0: float = 30.0  # SIREN frequency factor, in every layer [authors]
     ff_m: int = 256  # number of Gaussian Fourier frequencies (Tancik et al.)
-    ff_sigma: float = 0.0  # std of B relative to coordinates in [-1, 1]; 0 = choose from the resolution
+    ff_sigma: float = 0.0  # std of B in cycles per unit of the coordinate range; 0 = choose from the resolution (`default_ff_sigma`)
 
 # %% ../nbs/00_config.ipynb #9de8d867
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ class TransferConfig:
     tail_modes: tuple = ('reinit', 'transfer')  # how layers after the frozen prefix start
     early_step: int = 100  # the "early" step reported beside the final one
     log_every: int = 10  # record PSNR every n steps
+    lr_siren: float = 1e-4  # test-time Adam learning rate for SIREN [authors]
+    lr_ffmlp: float = 1e-3  # test-time Adam learning rate for FFMLP, chosen by the sweep of the `test_time_lr` figure
+    lr_grid: tuple = (1e-4, 3e-4, 1e-3, 3e-3)  # learning rates that sweep tries (on a validation image, not a sweep image)
+
+    def lr(self, backbone:str):
+        "The test-time learning rate for `backbone`."
+        return {'siren': self.lr_siren, 'ffmlp': self.lr_ffmlp}[backbone]
 
 # %% ../nbs/00_config.ipynb #484c5d61
 @dataclass(frozen=True)
@@ -99,14 +109,20 @@ PROFILES = dict(
         train=TrainConfig(steps=60, lr_siren=1e-3, log_every=10, ckpt_every=30),  # width-32 SIRENs need more than 1e-4
         transfer=TransferConfig(steps=30, n_images=2, seeds=(0,), early_step=10, log_every=5),
         sae=SAEConfig(n_atoms=64, k=4, lr=1e-3, batch=256, steps=30)),
+    # The study's operating point scaled down (README, "Profiles"): width 64 on 48x48x3 keeps ~2.3 parameters per
+    # value for one test-time fit and ~0.23 for the cohort fit; FFMLP's m = 32 keeps its Fourier layer (2m x width) in proportion.
     cpu=Config(profile='cpu',
-        data=DataConfig(cohorts=('mni152@64', 'lfw@25'), resolution=64, n_train=10, n_test=4),
-        model=ModelConfig(),
-        train=TrainConfig(steps=1200, log_every=25, ckpt_every=400),
-        transfer=TransferConfig(steps=150, n_images=3, seeds=(0,), early_step=50, log_every=10),
-        sae=SAEConfig(n_atoms=4096, k=32, lr=1e-3, batch=512, steps=400, depths=(2,))),
+        data=DataConfig(cohorts=('mni152@48', 'mni152cor@48'), resolution=48, n_train=10, n_test=5, channels=3),
+        model=ModelConfig(width=64, ff_m=32),
+        train=TrainConfig(steps=5000, log_every=50, ckpt_every=1000),
+        transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20),
+        sae=SAEConfig(n_atoms=1024, k=32, lr=1e-3, batch=2048, steps=2000, depths=(2,))),
+    # The study's scale on one GPU: width 256, 5001 cohort steps, 2000 test-time steps, 4096-atom SAEs, 176-px colour cohorts.
     paper=Config(profile='paper',
-        data=DataConfig(cohorts=('mni152@128', 'lfw@25'), resolution=128, n_train=10, n_test=10)),
+        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176'), resolution=176, n_train=10, n_test=5, channels=3),
+        train=TrainConfig(steps=5001),
+        transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20),
+        sae=SAEConfig(depths=(2,))),
 )
 
 # %% ../nbs/00_config.ipynb #6e621ca4
@@ -162,6 +178,19 @@ def _coerce_scalar(cur, v):
         if v.lower() in ('0', 'false', 'no', 'off'): return False
         raise ValueError(f"Expected a boolean, got {v!r}.")
     return type(cur)(ast.literal_eval(v)) if isinstance(cur, (int, float)) else v
+
+# %% ../nbs/00_config.ipynb #1b6275ca
+def params_per_value(cfg:Config, # an experiment (its data and model sections are used)
+                     backbone:str, # `siren` or `ffmlp`
+                     resolution:int|None=None, # image side; default `cfg.data.resolution`
+                     channels:int|None=None): # channels per image; default `cfg.data.channels`
+    "Trainable parameters per signal value: `{'cohort': ..., 'single': ...}` for the cohort fit and one test-time fit."
+    m, w, L = cfg.model, cfg.model.width, cfg.model.n_shared
+    R, C = resolution or cfg.data.resolution, channels or cfg.data.channels
+    first = 2 * w + w if backbone == 'siren' else 2 * m.ff_m * w + w  # FFMLP's Fourier matrix B is fixed, not trained
+    encoder = first + (L - 1) * (w * w + w); head = w * C + C
+    values = R * R * C
+    return {'cohort': (encoder + cfg.data.n_train * head) / (cfg.data.n_train * values), 'single': (encoder + head) / values}
 
 # %% ../nbs/00_config.ipynb #f6ab2ab7
 def to_dict(obj):

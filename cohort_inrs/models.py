@@ -65,15 +65,16 @@ def init_linear(backbone:str, # `siren` or `ffmlp`
 # %% ../nbs/02_models.ipynb #7445af35
 def default_ff_sigma(resolution, # side R of the square grid, or `(H, W)` (the smaller side decides)
                      n_sigma:float=3., # how many sigmas must fit below Nyquist
-                     cap:float=5.): # the largest sigma (Tancik's 10 on [0, 1] is 5 on [-1, 1])
-    "Std of the Fourier matrix B for coordinates in [-1, 1]: `min(cap, (R-1)/(4 n_sigma))`."
+                     cap:float=10., # the largest sigma on a unit range (Tancik et al.'s sigma = 10 on [0, 1])
+                     span:float=1.): # length of the coordinate range (1 for [0, 1], 2 for [-1, 1])
+    "Std of the Fourier matrix B in cycles per coordinate unit: `min(cap, (R-1)/(2 span n_sigma)) `, then `/ span` for the cap."
     R = min(resolution) if isinstance(resolution, (tuple, list)) else int(resolution)
     if R < 2: raise ValueError(f"resolution must be at least 2 pixels, got {resolution!r}.")
-    nyquist = (R - 1) / 4  # cycles per unit on [-1, 1]
-    return float(min(cap, nyquist / n_sigma))
+    nyquist = (R - 1) / (2 * span)  # cycles per unit: R - 1 pixel steps across the range
+    return float(min(cap / span, nyquist / n_sigma))
 
 # %% ../nbs/02_models.ipynb #7552b3f1
-def fourier_features(coords:torch.Tensor, # `(..., 2)` coordinates in [-1, 1]
+def fourier_features(coords:torch.Tensor, # `(..., 2)` coordinates
                      B:torch.Tensor): # `(m, 2)` frequencies, cycles per unit
     "Gaussian Fourier features `[sin(2 pi B x), cos(2 pi B x)]`, shape `(..., 2m)`."
     z = (2 * math.pi) * (coords @ B.T)
@@ -139,7 +140,7 @@ class CohortINR(nn.Module):
                  n_shared:int=5, # L, the number of shared layers
                  w0:float=30., # SIREN frequency factor (every layer)
                  ff_m:int=256, # FFMLP: number of Fourier frequencies
-                 ff_sigma:float=5., # FFMLP: std of B, relative to coordinates in [-1, 1]
+                 ff_sigma:float=10., # FFMLP: std of B, in cycles per coordinate unit
                  seed:int=0): # init seed (one stream per tensor, see `make_generator`)
         super().__init__()
         if backbone not in ('siren', 'ffmlp'): raise ValueError(f"Unknown backbone {backbone!r}; choose 'siren' or 'ffmlp'.")
@@ -164,15 +165,16 @@ class CohortINR(nn.Module):
                     n_signals:int, # N heads
                     out_channels:int=1, # C
                     resolution=None, # image side (needed when `model_cfg.ff_sigma` is 0)
-                    seed:int=0): # init seed
-        "Build from a `ModelConfig`; `ff_sigma = 0` means `default_ff_sigma(resolution)`."
+                    seed:int=0, # init seed
+                    span:float=1.): # length of the coordinate range, for `default_ff_sigma`
+        "Build from a `ModelConfig`; `ff_sigma = 0` means `default_ff_sigma(resolution, span=span)`."
         sigma = model_cfg.ff_sigma
         if not sigma:
             if resolution is None: raise ValueError("ModelConfig.ff_sigma is 0 (choose from resolution) but no resolution was given.")
-            sigma = default_ff_sigma(resolution)
+            sigma = default_ff_sigma(resolution, span=span)
         return cls(backbone, n_signals, out_channels, model_cfg.width, model_cfg.n_shared, model_cfg.w0, model_cfg.ff_m, sigma, seed)
 
-    def features(self, coords:torch.Tensor): # `(..., 2)` coordinates in [-1, 1]
+    def features(self, coords:torch.Tensor): # `(..., 2)` coordinates (in [0, 1] by default)
         "The input to layer 1: the coordinates (SIREN) or their Fourier features (FFMLP)."
         if coords.shape[-1] != 2: raise ValueError(f"coords must have shape (..., 2), got {tuple(coords.shape)}.")
         if self.backbone == 'siren': return coords
@@ -210,7 +212,7 @@ class CohortINR(nn.Module):
         idx = torch.as_tensor(head, dtype=torch.long, device=self.head_w.device)
         return _apply_heads(h, self.head_w[idx], self.head_b[idx])
 
-    def forward(self, coords:torch.Tensor): # `(P, 2)` coordinates in [-1, 1]
+    def forward(self, coords:torch.Tensor): # `(P, 2)` coordinates (in [0, 1] by default)
         "All signals at `coords`: `(N, P, C)`."
         return self.decode_from(self.features(coords), 0)
 
@@ -299,7 +301,7 @@ class StackedINR(nn.Module):
                     n_shared=L, w0=w0, ff_m=cohort.ff_m, ff_sigma=cohort.ff_sigma, out_channels=out_channels)
         return cls(bb, list(cohort.enc_w[:depth]), list(cohort.enc_b[:depth]), tw, tb, hw, hb, getattr(cohort, 'B', None), w0, meta)
 
-    def prefix(self, coords:torch.Tensor): # `(P, 2)` coordinates in [-1, 1]
+    def prefix(self, coords:torch.Tensor): # `(P, 2)` coordinates
         "Frozen activations after layer d, `(P, prefix_dim)`: computed once per grid, without grad."
         c = self._cache
         if c is not None and c[0] is coords and c[1] == coords._version: return c[2]
