@@ -83,7 +83,7 @@ def localisation(maps:torch.Tensor): # `(n, H, W)` non-negative firing maps
     "Localisation measures of every map (dict of `(n,)` tensors; `centroid`, `peak` are `(n, 2)`); dead atoms: NaN shape measures."
     n, H, W = maps.shape; N = H * W
     if N < 2: raise ValueError("localisation needs maps with at least 2 pixels.")
-    a = maps.detach().reshape(n, N).double(); xy = coord_grid(H, W, device=a.device).double()  # (N, 2)
+    a = maps.detach().reshape(n, N).double(); xy = coord_grid(H, W, device=a.device, coord_range=(-1, 1)).double()  # (N, 2); measured in the frame [-1, 1]^2 (image side = 2), whatever range the INR saw
     S = a.sum(1); live = S > 0; nz = (a > 0).sum(1)
     pi = a / torch.where(live, S, 1.)[:, None]
     nan = torch.full_like(S, float('nan'))

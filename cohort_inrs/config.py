@@ -104,7 +104,7 @@ class Config:
 # %% ../nbs/00_config.ipynb #347fc5e7
 PROFILES = dict(
     smoke=Config(profile='smoke', threads=1,  # tiny models: threading overhead exceeds the work
-        data=DataConfig(cohorts=('digits', 'lfw@16'), resolution=8, n_train=4, n_test=2),
+        data=DataConfig(cohorts=('digits', 'lfw@16'), resolution=8, n_train=4, n_test=3),  # one test image more than fitted: validation
         model=ModelConfig(width=32, n_shared=3, ff_m=16),
         train=TrainConfig(steps=60, lr_siren=1e-3, log_every=10, ckpt_every=30),  # width-32 SIRENs need more than 1e-4
         transfer=TransferConfig(steps=30, n_images=2, seeds=(0,), early_step=10, log_every=5),

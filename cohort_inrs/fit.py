@@ -20,9 +20,9 @@ from .distributed import (rank, world_size, is_main, broadcast_object, init_dist
 log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
-__all__ = ['log', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_step', 'ddp_cohort_step',
-           'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'fit_stack', 'fit_single', 'sweep_key',
-           'run_sweep', 'freeze_sweep', 'config_name', 'summarise_sweep']
+__all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_step',
+           'ddp_cohort_step', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'fit_stack', 'fit_single',
+           'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name', 'summarise_sweep', 'rule_depth', 'lr_sweep']
 
 # %% ../nbs/03_fit.ipynb #9c7dbb79
 def mse_per_signal(pred, # (N, P, C) or (N, H, W, C), in [0, 1]
@@ -192,7 +192,7 @@ def cohort_key(cfg:Config, # the experiment
     "The fields that determine a trained cohort INR (hashed for its cache key)."
     d = cfg.data
     return {'kind': 'cohort', 'cohort': spec, 'backbone': backbone, 'seed': cfg.seed,
-            'data': {k: getattr(d, k) for k in ('resolution', 'n_train', 'n_test', 'channels', 'split_seed', 'allow_upsample')},
+            'data': {k: v for k, v in to_dict(d).items() if k != 'cohorts'},  # every field but the list of cohorts
             'model': {k: getattr(cfg.model, k) for k in ('width', 'n_shared', 'w0', 'ff_m', 'ff_sigma')},
             'train': to_dict(cfg.train)}
 
@@ -210,7 +210,8 @@ def cohort_model(cfg:Config, # the experiment
     def build(tmp):  # under torchrun every rank trains (data-parallel) and `tmp` is None except on rank 0
         with torch_threads(cfg.threads):
             seed_everything(cfg.seed)
-            net = CohortINR.from_config(cfg.model, backbone, coh.n_train, coh.channels, coh.resolution, seed=cfg.seed).to(dev)
+            span = coh.coord_range[1] - coh.coord_range[0]
+            net = CohortINR.from_config(cfg.model, backbone, coh.n_train, coh.channels, coh.resolution, seed=cfg.seed, span=span).to(dev)
             ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
             hist = train_cohort(net, coh.coords(), coh.targets('train'), cfg.train.steps, cfg.train.lr(backbone),
                                 cfg.train.batch_pixels, cfg.train.log_every, ck, cfg.train.ckpt_every, cfg.seed, progress,
@@ -244,19 +245,20 @@ def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in pla
               log_every:int=10, # record PSNR every n steps
               progress:bool=False, # show a tqdm bar
               desc:str='fit'): # progress bar label
-    "Train all M models of `stack` at once; returns `{'step': (T,), 'mse': (T, M), 'out': (M, P, C)}` (CPU; `out` in [0, 1])."
+    "Train all M models of `stack` at once; returns `{'step': (T,), 'mse': (T, M), 'out': (M, P, C)}` (CPU; `out` in [0, 1]; MSE of outputs clamped to [0, 1])."
     dev = stack.head_w.device
-    coords, tgt = coords.to(dev), to_target(images.to(dev))
+    img = images.to(dev); coords, tgt = coords.to(dev), to_target(img)
     pre = stack.prefix(coords)
     opt = torch.optim.Adam(stack.parameters(), lr=lr)
     n_log = steps // log_every + 1
     hist = torch.empty((n_log, stack.n_models), device=dev)
+    clamped_mse = lambda out: ((to_image(out.detach()).clamp(0, 1) - img)**2).flatten(1).mean(1)  # what an image viewer shows
     for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        per = ((stack.tail(pre) - tgt)**2).flatten(1).mean(1)
+        out = stack.tail(pre); per = ((out - tgt)**2).flatten(1).mean(1)
         opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
-        if step % log_every == 0: hist[step // log_every] = per.detach() / 4
+        if step % log_every == 0: hist[step // log_every] = clamped_mse(out)
     with torch.no_grad():
-        out = stack.tail(pre); final = ((out - tgt)**2).flatten(1).mean(1) / 4
+        out = stack.tail(pre); final = clamped_mse(out)
     if steps % log_every == 0: hist[-1] = final
     else: hist = torch.cat([hist[:-1], final[None]])
     step_ix = torch.cat([torch.arange(n_log - 1) * log_every, torch.tensor([steps])])
@@ -272,16 +274,17 @@ def fit_single(net:CohortINR, # a one-signal INR (trained in place)
                log_every:int=10): # record PSNR every n steps
     "Fit one INR with its first `depth` layers frozen; returns `{'step', 'mse': (T, 1), 'out'}` like `fit_stack`."
     dev = net.head_w.device
-    coords, tgt = coords.to(dev), to_target(image.to(dev))[None]
+    img = image.to(dev)[None]; coords, tgt = coords.to(dev), to_target(img)
     for l in range(depth): net.enc_w[l].requires_grad_(False); net.enc_b[l].requires_grad_(False)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
     hist = []
+    clamped_mse = lambda out: ((to_image(out.detach()).clamp(0, 1) - img)**2).flatten(1).mean(1)
     for step in range(steps):
-        per = ((net(coords) - tgt)**2).flatten(1).mean(1)
+        out = net(coords); per = ((out - tgt)**2).flatten(1).mean(1)
         opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
-        if step % log_every == 0: hist.append(per.detach() / 4)
+        if step % log_every == 0: hist.append(clamped_mse(out))
     with torch.no_grad():
-        out = net(coords); hist.append(((out - tgt)**2).flatten(1).mean(1) / 4)
+        out = net(coords); hist.append(clamped_mse(out))
     steps_ix = list(range(0, steps, log_every)) + [steps]
     return {'step': torch.tensor(steps_ix), 'mse': torch.stack(hist).cpu(), 'out': to_image(out).cpu()}
 
@@ -337,7 +340,7 @@ def freeze_sweep(cfg:Config, # the experiment
         if a == b: return None
         with torch_threads(cfg.threads):
             seed_everything(cfg.seed)
-            r = run_sweep(net, coh, cfg.transfer, cfg.train.lr(backbone), progress and is_main(), images=(a, b))
+            r = run_sweep(net, coh, cfg.transfer, cfg.transfer.lr(backbone), progress and is_main(), images=(a, b))
         return ({k: r[k] for k in ('step', 'psnr', 'ssim')},
                 {k: r[k] for k in ('configs', 'depths', 'modes', 'seconds', 'test_names', 'seeds')} | {'key': key})
     path = sharded_cached(path, compute, _merge_sweeps, force=force, shard=shard)
@@ -382,3 +385,42 @@ def summarise_sweep(sw:dict, # from `freeze_sweep`
             'depth_psnr_mean': depth_psnr.mean(1).tolist(), 'depth_psnr_std': depth_psnr.std(1, unbiased=False).tolist(),
             'final': diff(-1), 'early': diff(te) if te is not None else None,
             'early_step': early_step if te is not None else None}
+
+# %% ../nbs/03_fit.ipynb #333d1b62
+READINGS = {'through': 'freeze layers 1..d*', 'before': 'freeze layers 1..d*-1'}
+
+def rule_depth(d_star:int, # argmax of the stable rank over layers 1..L
+               reading:str='through'): # `through` (freeze 1..d*) or `before` (freeze 1..d*-1)
+    "The freeze depth that the stable-rank rule prescribes under `reading`."
+    if reading not in READINGS: raise ValueError(f"Unknown reading {reading!r}; choose one of {list(READINGS)}.")
+    return int(d_star) if reading == 'through' else int(d_star) - 1
+
+# %% ../nbs/03_fit.ipynb #652f9087
+def lr_sweep(cfg:Config, # the experiment (its `transfer` section: steps, lr_grid, n_images)
+             backbone:str, # `siren` or `ffmlp`
+             spec:str, # cohort spec
+             d_star:int, # the rule's freeze depth (`spectra.recommend_freeze_depth`), fitted in `reinit` mode
+             force:bool=False, # recompute even when cached
+             progress:bool=True): # show a progress bar
+    "The cached test-time learning-rate sweep: `{'lr': (R,), 'psnr': (R, 3, T, V), 'step', 'configs', 'best_lr'}` on the validation images."
+    net, _, coh = cohort_model(cfg, backbone, spec, progress=progress)
+    tc = cfg.transfer; a, b = min(tc.n_images, coh.n_test), coh.n_test
+    if b <= a: raise ValueError(f"Cohort {spec} has no validation image for the learning-rate sweep: it has {coh.n_test} test "
+                                f"images and the freeze sweep fits {tc.n_images}; raise data.n_test above transfer.n_images.")
+    configs = [(0, 'scratch'), (0, 'finetune'), (int(d_star), 'reinit')]
+    key = {'kind': 'lr_sweep', 'cohort': cohort_key(cfg, backbone, spec), 'transfer': to_dict(tc), 'd_star': int(d_star)}
+    def build(tmp):
+        tg = coh.targets('test')[a:b]; curves = []
+        with torch_threads(cfg.threads):
+            # a loop over rates: Adam's learning rate is one number per optimiser, so rates cannot share a stack
+            for lr in tqdm(tc.lr_grid, desc=f'{backbone} lr sweep', disable=not progress, leave=False):
+                for d, mode in configs:
+                    st = StackedINR.from_cohort(net, d, mode, seeds=[0] * (b - a), out_channels=coh.channels)
+                    res = fit_stack(st, coh.coords(), tg, tc.steps, lr, tc.log_every); curves.append(-10 * torch.log10(res['mse']))
+        psnr_ = torch.stack(curves).unflatten(0, (len(tc.lr_grid), len(configs)))  # (R, 3, T, V)
+        save_tensors(tmp, {'lr': torch.tensor(tc.lr_grid, dtype=torch.float64), 'psnr': psnr_, 'step': res['step']},
+                     {'key': key, 'configs': [f'{m}@{d}' for d, m in configs], 'val_names': [str(n) for n in coh.test_names[a:b]]})
+    path = cached(artifact_path('lr_sweep', key), build, force=force)
+    t, meta = load_tensors(path)
+    score = t['psnr'][:, :, -1].mean((1, 2))  # mean final PSNR over recipes and validation images
+    return {**t, **{k: v for k, v in meta.items() if k != 'key'}, 'score': score, 'best_lr': float(t['lr'][score.argmax()])}

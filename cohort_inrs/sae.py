@@ -326,13 +326,14 @@ def activation_sampler(net:CohortINR, # the cohort INR
                        depth:int, # shared layer whose output is sampled (0 = features)
                        batch:int, # coordinates per batch
                        grid:torch.Tensor|None=None, # `(P, 2)`: sample rows of this grid instead of continuous coordinates
-                       generator:torch.Generator|None=None): # CPU generator (seeded 0 when None)
+                       generator:torch.Generator|None=None, # CPU generator (seeded 0 when None)
+                       coord_range:tuple=(0., 1.)): # `(lo, hi)` of the square the INR was trained on (`Cohort.coord_range`)
     "Endless batches `(batch, width)` of activations after shared layer `depth`, at fresh random coordinates."
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     dev = next(net.parameters()).device
-    net._check_depth(depth)
+    net._check_depth(depth); lo, hi = map(float, coord_range)
     while True:
-        if grid is None: c = torch.rand(batch, 2, generator=g) * 2 - 1
+        if grid is None: c = torch.rand(batch, 2, generator=g) * (hi - lo) + lo
         else: c = grid[torch.randint(len(grid), (batch,), generator=g)]
         with torch.no_grad(): h = net.encode(c.to(dev), depth)
         yield h  # outside the no_grad block: a generator suspended inside it would leak grad mode to the caller
@@ -351,6 +352,7 @@ def train_sae(net:CohortINR, # the cohort INR (its weights are not changed; it i
               ckpt_every:int=500, # checkpoint period in steps
               seed:int=0, # seed of the SAE init and the coordinate stream
               grid:torch.Tensor|None=None, # train on rows of this grid instead of continuous coordinates
+              coord_range:tuple=(0., 1.), # `(lo, hi)` of the continuous coordinates (`Cohort.coord_range`)
               **recipe): # overrides of `RECIPE` entries
     "Train an SAE on the activations after shared layer `depth` of `net`; returns `(sae, history)`."
     bad = sorted(set(recipe) - set(RECIPE))
@@ -361,11 +363,11 @@ def train_sae(net:CohortINR, # the cohort INR (its weights are not changed; it i
     net = net.to(dev)
     d_in = next(activation_sampler(net, depth, 2)).shape[-1]
     sae = SAE(d_in, sae_cfg.n_atoms, sae_cfg.k, sae_cfg.variant, seed=seed).to(dev)
-    x0 = next(activation_sampler(net, depth, 16384, grid, torch.Generator().manual_seed(seed + 1)))
+    x0 = next(activation_sampler(net, depth, 16384, grid, torch.Generator().manual_seed(seed + 1), coord_range))
     with torch.no_grad(): sae.b_dec.copy_(geometric_median(x0) if r['b_dec_init'] == 'median' else x0.mean(0))
     gen = torch.Generator().manual_seed(seed)
     dead_steps = max(1, math.ceil(r['dead_samples'] / sae_cfg.batch))
-    hist = fit_sae(sae, activation_sampler(net, depth, sae_cfg.batch, grid, gen),
+    hist = fit_sae(sae, activation_sampler(net, depth, sae_cfg.batch, grid, gen, coord_range),
                    sae_cfg.steps if steps is None else steps, sae_cfg.lr, gen,
                    auxk=sae_cfg.auxk, auxk_alpha=r['auxk_alpha'], dead_steps=dead_steps, l1_coef=r['l1_coef'],
                    weight_decay=r['weight_decay'], warmup_steps=r['warmup_steps'], decay_start=r['decay_start'],
@@ -411,7 +413,7 @@ def sae_model(cfg:Config, # the experiment
     def build(tmp):
         ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
         with torch_threads(cfg.threads):
-            sae, hist = train_sae(net, depth, cfg.sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed)
+            sae, hist = train_sae(net, depth, cfg.sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed, coord_range=coh.coord_range)
         save_sae(sae, tmp, {'config_hash': h, 'key': key, 'history': {k: v.tolist() for k, v in hist.items()},
                             'train_seconds': round(time.time() - t0, 2), 'device': str(dev)})
         if ck.exists(): ck.unlink()
@@ -478,7 +480,7 @@ def sae_metrics(sae:SAE, # the SAE trained at `depth`
         f = (sse / (h - h.mean(0)).pow(2).sum().clamp_min(1e-20)).item()
         ever = fires > 0; g = torch.Generator().manual_seed(seed)
         for s in range(0, n_random, chunk):
-            c = torch.rand(min(chunk, n_random - s), 2, generator=g) * 2 - 1
+            c = cohort.random_coords(min(chunk, n_random - s), g)
             ever |= (sae.encode(net.encode(c.to(dev), depth)) > 0).any(0)
     ps = spliced_psnr(sae, net, depth, cohort)
     return {'fvu': f, 'explained_variance': 1 - f, 'l0': (nz / P).item(), 'dead_fraction': (~ever).float().mean().item(),
