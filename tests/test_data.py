@@ -1,4 +1,4 @@
-"Tests of `cohort_inrs.data`: embedded cohorts, user folders and NIfTI volumes, splits, the grid, bad input."
+"Tests of `cohort_inrs.data`: embedded cohorts, user folders and NIfTI volumes, splits (slab + gap for volumes), the grid, test-set novelty, bad input."
 import os
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import nibabel as nib
 
 from cohort_inrs.config import DataConfig, get_config
 from cohort_inrs.data import (Cohort, coord_grid, parse_spec, load_cohort, load_cohorts, cohort_table,
-                              split_indices, EMBEDDED)
+                              split_indices, slab_split, nearest_train_correlation, EMBEDDED)
 
 
 def _snapshot(root):
@@ -40,7 +40,7 @@ def test_parse_spec():
 
 @pytest.mark.parametrize('spec', ['celeba', 'lfw2@8', 'zip:/x', 'LFW'])
 def test_unknown_cohort(spec):
-    with pytest.raises(ValueError, match=r"Unknown cohort.*mni152, lfw, digits.*folder:PATH.*nifti:PATH"):
+    with pytest.raises(ValueError, match=r"Unknown cohort.*mni152, mni152cor, lfw, digits.*folder:PATH.*nifti:PATH"):
         parse_spec(spec)
     with pytest.raises(ValueError, match='Unknown cohort'):
         load_cohort(spec)
@@ -49,13 +49,13 @@ def test_unknown_cohort(spec):
 def test_coord_grid_corners_and_order():
     g = coord_grid(3, 5)
     assert g.shape == (15, 2) and g.dtype == torch.float32
-    assert g.min() == -1 and g.max() == 1
-    assert g[0].tolist() == [-1, -1]     # top-left
-    assert g[4].tolist() == [1, -1]      # top-right: x = column, left -> right
-    assert g[10].tolist() == [-1, 1]     # bottom-left: y = row, top -> bottom
+    assert g.min() == 0 and g.max() == 1
+    assert g[0].tolist() == [0, 0]       # top-left
+    assert g[4].tolist() == [1, 0]       # top-right: x = column, left -> right
+    assert g[10].tolist() == [0, 1]      # bottom-left: y = row, top -> bottom
     assert g[14].tolist() == [1, 1]
     # row-major: img.reshape(h*w, C)[i*w + j] is pixel (i, j) at (x_j, y_i)
-    xs, ys = torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 3)
+    xs, ys = torch.linspace(0, 1, 5), torch.linspace(0, 1, 3)
     i, j = 1, 3
     assert torch.allclose(g[i * 5 + j], torch.stack([xs[j], ys[i]]))
     assert coord_grid(4).shape == (16, 2)
@@ -63,7 +63,7 @@ def test_coord_grid_corners_and_order():
 
 # ---------------------------------------------------------------- embedded cohorts
 
-@pytest.mark.parametrize('spec,res', [('mni152@32', 32), ('lfw@25', 25), ('lfw@16', 16), ('digits@8', 8)])
+@pytest.mark.parametrize('spec,res', [('mni152@32', 32), ('mni152cor@32', 32), ('lfw@25', 25), ('lfw@16', 16), ('digits@8', 8)])
 @pytest.mark.parametrize('channels', [1, 3])
 def test_embedded_shapes_and_range(spec, res, channels):
     c = load_cohort(spec, n_train=5, n_test=3, channels=channels)
@@ -75,7 +75,9 @@ def test_embedded_shapes_and_range(spec, res, channels):
     assert (c.resolution, c.channels, c.n_train, c.n_test) == (res, channels, 5, 3)
     assert c.targets('train').shape == (5, res * res, channels)
     assert len(c.train_names) == 5 and len(c.test_names) == 3
-    if channels == 3:  # grey cohorts repeat their channel
+    if channels == 3 and spec.startswith('mni'):  # colour: three different maps
+        assert (c.train[..., 0] - c.train[..., 1]).abs().mean() > 0.05 and (c.train[..., 1] - c.train[..., 2]).abs().mean() > 0.05
+    elif channels == 3:  # grey cohorts repeat their channel
         assert torch.equal(c.train[..., 0], c.train[..., 2])
 
 
@@ -84,8 +86,10 @@ def test_embedded_table():
     assert list(t) == list(EMBEDDED)
     assert t['lfw']['images'] == 100 and t['lfw']['native_size'] == 25
     assert t['digits']['images'] == 1797 and t['digits']['native_size'] == 8
-    assert t['mni152']['images'] >= 24 and t['mni152']['native_size'] >= 128
-    assert all(r['channels'] == 1 and r['description'] for r in t.values())
+    for m in ('mni152', 'mni152cor'):
+        assert t[m]['images'] >= 24 and t[m]['native_size'] >= 128 and t[m]['channels'] == 3
+    assert t['lfw']['channels'] == 1 and t['digits']['channels'] == 1
+    assert all(r['description'] for r in t.values())
 
 
 def test_lfw_all_100_faces():
@@ -118,8 +122,10 @@ def test_spec_resolution_wins_and_cfg_default():
 
 
 def test_load_cohorts_smoke_profile():
-    cs = load_cohorts(get_config('smoke').data)
-    assert [(c.name, c.resolution, c.n_train, c.n_test) for c in cs] == [('digits', 8, 4, 2), ('lfw@16', 16, 4, 2)]
+    cfg = get_config('smoke').data
+    cs = load_cohorts(cfg)
+    assert [(c.name, c.resolution) for c in cs] == [('digits', 8), ('lfw@16', 16)]
+    assert [(c.n_train, c.n_test) for c in cs] == [(cfg.n_train, cfg.n_test)] * 2
 
 
 def test_bad_config_values():
@@ -286,16 +292,16 @@ def test_nifti_axis_respected(tmp_path):
     # intensity grows along axis 0 (x, left -> right) only
     v = np.broadcast_to(np.arange(12, dtype=np.float32)[:, None, None], (12, 12, 12)).copy() + 1
     f = _vol(tmp_path / 'ramp.nii.gz', v)
-    ax = load_cohort(f'nifti:{f}@12', n_train=1, n_test=0, axis=2)    # axial: x runs along columns
+    ax = load_cohort(f'nifti:{f}@12', n_train=1, n_test=0, slice_axis=2)    # axial: x runs along columns
     img = ax.train[0, ..., 0]
-    assert ax.train_names == ['ramp.nii.gz:z=6']
+    assert ax.train_names == ['ramp.nii.gz:z=+6mm:k=6']
     assert (img[:, 1:] >= img[:, :-1]).all() and img[:, -1].mean() > img[:, 0].mean() + 0.5
     assert torch.allclose(img[0], img[-1])                             # constant down the columns
-    sag = load_cohort(f'nifti:{f}@12', n_train=1, n_test=0, axis=0)   # sagittal: one x, a constant image
-    assert sag.train_names == ['ramp.nii.gz:x=6']
+    sag = load_cohort(f'nifti:{f}@12', n_train=1, n_test=0, slice_axis=0)   # sagittal: one x, a constant image
+    assert sag.train_names == ['ramp.nii.gz:x=+6mm:i=6']
     assert sag.train[0].std() < 1e-6
-    cor = load_cohort(f'nifti:{f}@12', n_train=1, n_test=0, axis=1)   # coronal: x along columns again
-    assert cor.train_names == ['ramp.nii.gz:y=6']
+    cor = load_cohort(f'nifti:{f}@12', n_train=1, n_test=0, slice_axis=1)   # coronal: x along columns again
+    assert cor.train_names == ['ramp.nii.gz:y=+6mm:j=6']
     assert cor.train[0, 0, -1, 0] > cor.train[0, 0, 0, 0]
 
 
@@ -342,11 +348,180 @@ def test_nifti_bad_inputs(tmp_path):
     ds = tmp_path / 'small'
     ds.mkdir()
     _vol(ds / 's.nii.gz', np.random.default_rng(0).random((8, 8, 4)).astype(np.float32))
-    with pytest.raises(ValueError, match=r'has 1 images.*1 \+ 1 = 2'):
+    with pytest.raises(ValueError, match=r's\.nii\.gz.*foreground slices 0\.\.3 \(4 slices of 1 mm\).*needs 9 slices.*test_gap_mm'):
         load_cohort(f'nifti:{ds}@8', n_train=1, n_test=1)
-    with pytest.raises(ValueError, match=r's\.nii\.gz.*4 slices.*fewer slices'):
-        load_cohort(f'nifti:{ds}@8', n_train=1, n_test=1, slices=5)
+    with pytest.raises(ValueError, match=r's\.nii\.gz is a single volume.*data\.n_train'):
+        load_cohort(f'nifti:{ds}@8', n_train=1, n_test=0, slices=5)
+    d2v = tmp_path / 'two'
+    d2v.mkdir()
+    for k in range(2): _vol(d2v / f'{k}.nii.gz', np.random.default_rng(k).random((8, 8, 4)).astype(np.float32))
+    with pytest.raises(ValueError, match=r'has 2 images.*2 \+ 1 = 3'):   # several volumes: one image each, as before
+        load_cohort(f'nifti:{d2v}@8', n_train=2, n_test=1)
+    with pytest.raises(ValueError, match=r'two/0\.nii\.gz.*4 slices.*fewer slices'):
+        load_cohort(f'nifti:{d2v}@8', n_train=1, n_test=1, slices=5)
     with pytest.raises(ValueError, match=r's\.nii\.gz.*smaller than the requested resolution 32.*allow_upsample=True'):
         load_cohort(f'nifti:{ds}@32', n_train=1, n_test=0)
-    with pytest.raises(ValueError, match='axis must be'):
-        load_cohort(f'nifti:{ds}@8', n_train=1, n_test=0, axis=3)
+    with pytest.raises(ValueError, match='slice_axis must be 0 .sagittal.'):
+        load_cohort(f'nifti:{ds}@8', n_train=1, n_test=0, slice_axis=3)
+    with pytest.raises(ValueError, match='slice_step must be >= 1'):
+        load_cohort(f'nifti:{ds}@8', n_train=1, n_test=0, slice_step=0)
+
+
+# ---------------------------------------------------------------- colour MNI cohorts
+
+def _mni_map(which):
+    import importlib.resources
+    f = importlib.resources.files('nilearn') / 'datasets' / 'data' / f'mni_icbm152_{which}_tal_nlin_sym_09a_converted.nii.gz'
+    return np.asarray(nib.load(str(f)).dataobj, np.float32)
+
+
+def _mm(name):
+    "World position in mm from an image name like `mni152:z=+12mm:k=84`."
+    return float(name.split('=')[1].split('mm')[0])
+
+
+def _index(name):
+    return int(name.rsplit('=', 1)[1])
+
+
+def _offset(img_mask, slice_mask):
+    "Where the image sits in the slice: the shift between the two masks' bounding boxes (rows, cols)."
+    first = lambda m, ax: np.nonzero(m.any(ax))[0][0]
+    return first(slice_mask, 1) - first(img_mask, 1), first(slice_mask, 0) - first(img_mask, 0)
+
+
+@pytest.mark.parametrize('cohort,axis', [('mni152', 2), ('mni152cor', 1)])
+def test_mni_colour_channels_are_the_maps(cohort, axis):
+    gm, wm = _mni_map('gm') / 255, _mni_map('wm') / 255     # nilearn stores them as 8-bit 0..255
+    native = {r['name']: r['native_size'] for r in cohort_table()}[cohort]
+    c = load_cohort(f'{cohort}@{native}', n_train=10, n_test=4, channels=3)   # native: no resampling
+    assert c.channels == 3 and c.resolution == native
+    for img, name in [(c.train[0], c.train_names[0]), (c.test[-1], c.test_names[-1])]:
+        img, k = img.numpy(), _index(name)
+        g_sl, b_sl = (np.rot90(np.take(m, k, axis=axis)) for m in (gm, wm))   # upright, as the loader shows it
+        r0, c0 = _offset(img[..., 1] > 0.5, g_sl > 0.5)
+        side = img.shape[0]
+        np.testing.assert_allclose(img[..., 1], g_sl[r0:r0 + side, c0:c0 + side], atol=1e-6)   # G = grey matter
+        np.testing.assert_allclose(img[..., 2], b_sl[r0:r0 + side, c0:c0 + side], atol=1e-6)   # B = white matter
+        assert img[..., 1].max() > 0.9 and img[..., 2].max() > 0.9 and (img[..., 1] > 0.5).mean() > 0.05   # real tissue, not zeros
+        assert abs(img[..., 1].sum() - g_sl.sum()) < 1e-3 * g_sl.sum()       # and none of it cropped away
+
+
+def test_mni_channels_1_is_the_t1():
+    for cohort in ('mni152@48', 'mni152cor@48'):
+        rgb = load_cohort(cohort, n_train=10, n_test=4, channels=3)
+        grey = load_cohort(cohort, n_train=10, n_test=4, channels=1)
+        assert grey.channels == 1 and grey.train_names == rgb.train_names
+        assert torch.allclose(grey.train, rgb.train[..., :1], atol=1e-6)     # the T1 channel itself ...
+        assert torch.allclose(grey.test, rgb.test[..., :1], atol=1e-6)
+        lum = rgb.train @ torch.tensor([0.299, 0.587, 0.114])
+        assert (grey.train[..., 0] - lum).abs().mean() > 0.05                # ... not a luminance mix
+
+
+@pytest.mark.parametrize('cohort', ['mni152@48', 'mni152cor@48'])
+@pytest.mark.parametrize('n_train,n_test,step,gap', [(10, 4, 2, 8.0), (10, 10, 2, 8.0), (6, 3, 3, 12.0), (5, 2, 1, 0.0)])
+def test_mni_slab_split_gap(cohort, n_train, n_test, step, gap):
+    c = load_cohort(cohort, n_train=n_train, n_test=n_test, slice_step=step, test_gap_mm=gap, channels=3)
+    tr, te = [_mm(n) for n in c.train_names], [_mm(n) for n in c.test_names]
+    assert (len(tr), len(te)) == (n_train, n_test) and len(set(tr + te)) == n_train + n_test
+    assert np.allclose(np.diff(tr), step) and np.allclose(np.diff(te), step)   # contiguous, evenly spaced blocks
+    assert te[0] - tr[-1] >= max(gap, step) - 1e-6                              # the gap, in mm (1 mm voxels)
+    assert min(te) > max(tr)                                                    # no test slice between train slices
+    assert c.train_names == load_cohort(cohort, n_train=n_train, n_test=n_test, slice_step=step,   # deterministic,
+                                        test_gap_mm=gap, split_seed=7).train_names                 # no seed
+    img = torch.cat([c.train, c.test])[..., 0]
+    assert ((img > 0.05).float().mean((1, 2)) > 0.3).all()                      # every slice is mostly brain
+
+
+def test_cpu_profile_sizes_load():
+    from cohort_inrs.config import DataConfig
+    cfg = DataConfig(cohorts=('mni152@48', 'mni152cor@48'), channels=3, n_train=10, n_test=4)
+    a, b = load_cohorts(cfg)
+    for c in (a, b):
+        assert c.train.shape == (10, 48, 48, 3) and c.test.shape == (4, 48, 48, 3)
+    assert a.train_names[0].startswith('mni152:z=') and b.train_names[0].startswith('mni152cor:y=')
+    assert not torch.allclose(a.train, b.train)
+
+
+def test_mni_too_many_slices_says_what_fits():
+    with pytest.raises(ValueError, match=r"'mni152@48'.*foreground slices 0\.\.154.*needs 185 slices\. What fits: n_train <= 65 with n_test = 10"):
+        load_cohort('mni152@48', n_train=80, n_test=10)
+    assert load_cohort('mni152@48', n_train=65, n_test=10).n_train == 65    # what it said fits, fits
+    with pytest.raises(ValueError, match='What fits'):
+        load_cohort('mni152@48', n_train=66, n_test=10)
+
+
+# ---------------------------------------------------------------- one volume as a slab cohort
+
+def _head(shape=(40, 44, 36)):
+    "An ellipsoid 'head' with a different texture on every slice of every axis."
+    g = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing='ij')
+    inside = sum(x ** 2 for x in g) < 0.9
+    rng = np.random.default_rng(0)
+    return (inside * (1 + rng.random(shape))).astype(np.float32)
+
+
+def test_single_volume_is_a_slab_cohort(tmp_path):
+    f = _vol(tmp_path / 'sub01.nii.gz', _head(), np.diag([1., 1., 2.5, 1.]))   # 2.5 mm axial slices
+    c = load_cohort(f'nifti:{f}@16', n_train=5, n_test=3, slice_step=1)
+    assert c.train.shape == (5, 16, 16, 1) and c.test.shape == (3, 16, 16, 1)
+    assert c.source == str(f.resolve())
+    ks = [_index(n) for n in c.train_names + c.test_names]
+    assert all(n.startswith('sub01.nii.gz:z=') for n in c.train_names)
+    assert np.diff(ks[:5]).tolist() == [1] * 4 and np.diff(ks[5:]).tolist() == [1] * 2
+    assert ks[5] - ks[4] == 4                                   # ceil(8 mm / 2.5 mm) = 4 voxels = 10 mm
+    assert _mm(c.test_names[0]) - _mm(c.train_names[-1]) == 10.0
+    # a folder holding exactly one volume is the same cohort
+    d = tmp_path / 'one'
+    d.mkdir()
+    _vol(d / 'sub01.nii.gz', _head(), np.diag([1., 1., 2.5, 1.]))
+    c1 = load_cohort(f'nifti:{d}@16', n_train=5, n_test=3, slice_step=1)
+    assert c1.train_names == c.train_names and torch.equal(c1.test, c.test)
+
+
+@pytest.mark.parametrize('axis,letter,n_slices', [(0, 'x', 40), (1, 'y', 44), (2, 'z', 36)])
+def test_single_volume_along_slice_axis(tmp_path, axis, letter, n_slices):
+    f = _vol(tmp_path / 'head.nii', _head())
+    cfg = DataConfig(slice_axis=axis, n_train=6, n_test=2, resolution=16)   # as `--set data.slice_axis=...` gives it
+    c = load_cohort(f'nifti:{f}', cfg)
+    assert (c.n_train, c.n_test, c.resolution) == (6, 2, 16)
+    names = c.train_names + c.test_names
+    assert all(n.split(':')[1].startswith(f'{letter}=') for n in names)
+    idx = [_index(n) for n in names]
+    assert all(0 <= i < n_slices for i in idx) and idx[6] - idx[5] >= 8
+    assert min(idx[6:]) > max(idx[:6])
+
+
+def test_single_volume_too_short(tmp_path):
+    f = _vol(tmp_path / 'thin.nii.gz', _head((40, 44, 20)))
+    with pytest.raises(ValueError, match=r"thin\.nii\.gz.*axial.*too few for n_train = 10 and n_test = 4.*"
+                                         r"needs 33 slices\. What fits: n_train <= \d+ with n_test = 4"):
+        load_cohort(f'nifti:{f}@16', n_train=10, n_test=4)
+    assert load_cohort(f'nifti:{f}@16', n_train=3, n_test=2).n_test == 2   # a smaller cohort fits
+
+
+# ---------------------------------------------------------------- test-set novelty
+
+def test_nearest_train_correlation_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    tr = torch.rand(6, 5, 5, 3, generator=g)
+    te = torch.cat([torch.rand(3, 5, 5, 3, generator=g), tr[4:5].clone()])
+    c = Cohort('toy', 'random', tr, te, [f'tr{i}' for i in range(6)], [f'te{i}' for i in range(4)])
+    got = nearest_train_correlation(c)
+    for t, row in zip(te, got):
+        rs = [np.corrcoef(t.reshape(-1).numpy(), u.reshape(-1).numpy())[0, 1] for u in tr]
+        j = int(np.argmax(rs))
+        assert row['train_index'] == j and row['train_name'] == f'tr{j}'
+        assert abs(row['r'] - rs[j]) < 1e-6
+    assert got[3]['train_index'] == 4 and abs(got[3]['r'] - 1) < 1e-9   # a duplicate of a train image: r = 1
+    assert [r['test'] for r in got] == ['te0', 'te1', 'te2', 'te3']
+
+
+def test_mni_test_slices_are_novel():
+    for cohort in ('mni152@48', 'mni152cor@48'):
+        c = load_cohort(cohort, n_train=10, n_test=4, channels=3)
+        rows = nearest_train_correlation(c)
+        assert len(rows) == 4 and all(r['train_name'] == c.train_names[-1] for r in rows)   # nearest = the slab's edge
+        assert max(r['r'] for r in rows) < 0.9
+        rs = [r['r'] for r in rows]
+        assert rs == sorted(rs, reverse=True)                                                # farther = less alike
