@@ -99,6 +99,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'cohort_inrs.config.get_config': ('config.html#get_config', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.override': ('config.html#override', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.params_per_value': ('config.html#params_per_value', 'cohort_inrs/config.py'),
+                                    'cohort_inrs.config.parse_overrides': ('config.html#parse_overrides', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.resolve_device': ('config.html#resolve_device', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.seed_everything': ('config.html#seed_everything', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.to_dict': ('config.html#to_dict', 'cohort_inrs/config.py'),

@@ -11,8 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'DataConfig', 'ModelConfig', 'TrainConfig', 'TransferConfig', 'SAEConfig', 'Config', 'get_config',
-           'override', 'params_per_value', 'to_dict', 'config_hash', 'config_from_dict', 'seed_everything',
-           'resolve_device', 'torch_threads']
+           'override', 'params_per_value', 'parse_overrides', 'to_dict', 'config_hash', 'config_from_dict',
+           'seed_everything', 'resolve_device', 'torch_threads']
 
 # %% ../nbs/00_config.ipynb #4b927b5c
 @dataclass(frozen=True)
@@ -191,6 +191,18 @@ def params_per_value(cfg:Config, # an experiment (its data and model sections ar
     encoder = first + (L - 1) * (w * w + w); head = w * C + C
     values = R * R * C
     return {'cohort': (encoder + cfg.data.n_train * head) / (cfg.data.n_train * values), 'single': (encoder + head) / values}
+
+# %% ../nbs/00_config.ipynb #1eb4807d
+def parse_overrides(text:str|list|tuple|None): # `section.field=value` items separated by `;`, or a list of them
+    "A dict of dotted config overrides for `get_config` from `--set`-style text; values are parsed by `override`."
+    items = text if isinstance(text, (list, tuple)) else [s for s in (text or '').split(';')]
+    out = {}
+    for it in items:
+        it = it.strip()
+        if not it: continue
+        if '=' not in it: raise ValueError(f"A config override must look like section.field=value, got {it!r}.")
+        k, v = it.split('=', 1); out[k.strip()] = v.strip()
+    return out
 
 # %% ../nbs/00_config.ipynb #f6ab2ab7
 def to_dict(obj):

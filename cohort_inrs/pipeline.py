@@ -8,7 +8,7 @@ import argparse, concurrent.futures as cf, datetime, hashlib, logging, multiproc
 from dataclasses import dataclass, field
 from pathlib import Path
 from tqdm import tqdm
-from .config import PROFILES
+from .config import PROFILES, get_config, parse_overrides
 from .store import save_json, load_json, atomic_path
 from .plots import repo_root, figure_dir, provenance
 
@@ -50,12 +50,13 @@ class Job:
 def _outs(name): return (f'{name}.png', f'{name}.json')
 
 JOBS = [
-    Job('cohorts', 'nbs/figures/cohorts.ipynb', {'cpu': dict(cohorts='mni152@64,lfw@25,digits@8')}, _outs('cohorts')),
+    Job('cohorts', 'nbs/figures/cohorts.ipynb', {'cpu': dict(cohorts='mni152@48,mni152cor@48,lfw@25,digits@8')}, _outs('cohorts')),
     Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {}, _outs('cohort_fit')),  # C3
+    Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {}, _outs('freeze_sweep')),  # C1
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
-    Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@64', depths='1,2,3,4,5')}, _outs('sae_quality')),
+    Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3,4,5')}, _outs('sae_quality')),
     Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {}, _outs('atom_gallery')),
     # C4, C5. cross_seed=1 retrains the second cohort from another seed, so cross-cohort atom matches cannot come from a shared init
     Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
@@ -248,7 +249,8 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
                timeout:float|None=None, # per-cell timeout in seconds
                submitit_params:dict|None=None, # extra `update_parameters` for submitit
                report:bool=True, # write the manifest and the claims report afterwards
-               progress:bool=True): # show the tqdm bar
+               progress:bool=True, # show the tqdm bar
+               sets=None): # config overrides for every notebook: `['train.steps=200', ...]` or `'a.b=1;c.d=2'`
     "Run the figure notebooks for `profile`; returns one result per job (see `run_job`)."
     sel = jobs_for(profile, only, table)
     if executor not in ('local', 'submitit'): raise ValueError(f"Unknown executor {executor!r}; use 'local' or 'submitit'.")
@@ -256,6 +258,9 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
     out = figure_dir(profile, out_dir); runs = Path(runs_dir) if runs_dir else repo_root()/'runs'/profile
     opt = {'force': bool(force)}
     if cohorts: opt['cohorts'] = ','.join(s.strip() for s in cohorts.split(',') if s.strip())
+    if sets:
+        ov = parse_overrides(sets); get_config(profile, **ov)  # unknown fields fail here, before any notebook runs
+        opt['overrides'] = ';'.join(f'{k}={v}' for k, v in ov.items())
     kws = [dict(job=j, profile=profile, device=device, out_root=str(out), runs_root=str(runs), optional_params=opt, timeout=timeout)
            for j in sel]
     todo = [i for i, kw in enumerate(kws) if kw['job'].path().exists()]
@@ -407,6 +412,8 @@ def _regenerate_args(p:argparse.ArgumentParser):
                    help='submitit/SLURM setting, repeatable, e.g. --submitit-param slurm_partition=gpu --submitit-param timeout_min=60')
     p.add_argument('--out-dir', default=None, help='figures folder (default figures/<profile>/)')
     p.add_argument('--timeout', type=float, default=None, metavar='S', help='per-cell timeout in seconds (default none)')
+    p.add_argument('--set', action='append', default=[], metavar='SECTION.FIELD=VALUE',
+                   help='override a config field in every notebook; repeatable, e.g. --set data.channels=3 --set train.steps=200')
     return p
 
 def _kv(items): # `KEY=VALUE` strings
@@ -432,7 +439,7 @@ def cmd_regenerate(args): # parsed `regenerate` arguments
     _setup_logging()
     try:
         rs = regenerate(args.profile, args.only, args.cohorts, args.jobs, args.device, args.force, args.executor,
-                        args.out_dir, cluster=args.cluster, timeout=args.timeout, submitit_params=_kv(args.submitit_param))
+                        args.out_dir, cluster=args.cluster, timeout=args.timeout, submitit_params=_kv(args.submitit_param), sets=args.set)
     except (ValueError, ImportError, RuntimeError, NameError) as e:  # bad flags, missing extra, no SLURM, bad submitit key
         print(f"cohort-inrs regenerate: error: {e}", file=sys.stderr); return 2
     bad = failures(rs)
