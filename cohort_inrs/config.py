@@ -114,12 +114,14 @@ PROFILES = dict(
     cpu=Config(profile='cpu',
         data=DataConfig(cohorts=('mni152@48', 'mni152cor@48'), resolution=48, n_train=10, n_test=5, channels=3),
         model=ModelConfig(width=64, ff_m=32),
-        train=TrainConfig(steps=5000, log_every=50, ckpt_every=1000),
-        transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20),
+        train=TrainConfig(steps=5000, lr_ffmlp=5e-3, log_every=50, ckpt_every=1000),  # FFMLP's cohort rate: see "Tuning" above
+        transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20,
+                                lr_ffmlp=3e-3, lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),  # FFMLP's test-time rate: the test_time_lr figure
         sae=SAEConfig(n_atoms=1024, k=32, lr=1e-3, batch=2048, steps=2000, depths=(2,))),
     # The study's scale on one GPU: width 256, 5001 cohort steps, 2000 test-time steps, 4096-atom SAEs, 176-px colour cohorts.
     paper=Config(profile='paper',
-        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176'), resolution=176, n_train=10, n_test=5, channels=3),
+        # the coronal brain is 157 px across at 1 mm, so mni152cor is upsampled 157 -> 176 (the axial one is shrunk from 185)
+        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176'), resolution=176, n_train=10, n_test=5, channels=3, allow_upsample=True),
         train=TrainConfig(steps=5001),
         transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20),
         sae=SAEConfig(depths=(2,))),

@@ -194,7 +194,12 @@ def cohort_key(cfg:Config, # the experiment
     return {'kind': 'cohort', 'cohort': spec, 'backbone': backbone, 'seed': cfg.seed,
             'data': {k: v for k, v in to_dict(d).items() if k != 'cohorts'},  # every field but the list of cohorts
             'model': {k: getattr(cfg.model, k) for k in ('width', 'n_shared', 'w0', 'ff_m', 'ff_sigma')},
-            'train': to_dict(cfg.train)}
+            'train': _own_lr(to_dict(cfg.train), backbone)}
+
+def _own_lr(section:dict, backbone:str):
+    "A config section's dict with only `backbone`'s learning rate (`lr`): tuning one backbone's rate leaves the other's artifacts valid."
+    out = {k: v for k, v in section.items() if k not in ('lr_siren', 'lr_ffmlp')}
+    return out | {'lr': section[f'lr_{backbone}']}
 
 # %% ../nbs/03_fit.ipynb #b425af0e
 def cohort_model(cfg:Config, # the experiment
@@ -291,7 +296,8 @@ def fit_single(net:CohortINR, # a one-signal INR (trained in place)
 # %% ../nbs/03_fit.ipynb #7c99ddc9
 def sweep_key(cfg:Config, backbone:str, spec:str):
     "The fields that determine a freeze sweep (hashed for its cache key)."
-    return {'kind': 'sweep', 'cohort': cohort_key(cfg, backbone, spec), 'transfer': to_dict(cfg.transfer)}
+    tr = {k: v for k, v in _own_lr(to_dict(cfg.transfer), backbone).items() if k != 'lr_grid'}  # the rate sweep's grid is not the sweep's
+    return {'kind': 'sweep', 'cohort': cohort_key(cfg, backbone, spec), 'transfer': tr}
 
 # %% ../nbs/03_fit.ipynb #df706dc4
 def run_sweep(net:CohortINR, # trained cohort INR
@@ -408,7 +414,8 @@ def lr_sweep(cfg:Config, # the experiment (its `transfer` section: steps, lr_gri
     if b <= a: raise ValueError(f"Cohort {spec} has no validation image for the learning-rate sweep: it has {coh.n_test} test "
                                 f"images and the freeze sweep fits {tc.n_images}; raise data.n_test above transfer.n_images.")
     configs = [(0, 'scratch'), (0, 'finetune'), (int(d_star), 'reinit')]
-    key = {'kind': 'lr_sweep', 'cohort': cohort_key(cfg, backbone, spec), 'transfer': to_dict(tc), 'd_star': int(d_star)}
+    tr = {k: v for k, v in to_dict(tc).items() if k not in ('lr_siren', 'lr_ffmlp')}  # the profile's chosen rate does not change the sweep
+    key = {'kind': 'lr_sweep', 'cohort': cohort_key(cfg, backbone, spec), 'transfer': tr, 'd_star': int(d_star)}
     def build(tmp):
         tg = coh.targets('test')[a:b]; curves = []
         with torch_threads(cfg.threads):

@@ -15,9 +15,10 @@ from .plots import repo_root, figure_dir, provenance
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'JOBS', 'VERDICTS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params', 'run_job',
-           'describe', 'failures', 'regenerate', 'sha256', 'write_manifest', 'Claim', 'measure_claim', 'claims_report',
-           'cmd_regenerate', 'add_regenerate_parser', 'regenerate_cli']
+__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'VERDICTS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params',
+           'run_job', 'describe', 'failures', 'regenerate', 'estimate_flops', 'cost_message', 'sha256',
+           'write_manifest', 'Claim', 'measure_claim', 'claims_report', 'cmd_regenerate', 'add_regenerate_parser',
+           'regenerate_cli']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -254,6 +255,7 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
     "Run the figure notebooks for `profile`; returns one result per job (see `run_job`)."
     sel = jobs_for(profile, only, table)
     if executor not in ('local', 'submitit'): raise ValueError(f"Unknown executor {executor!r}; use 'local' or 'submitit'.")
+    if table is None and progress: _log.info(cost_message(get_config(profile, **parse_overrides(sets)), device))
     _need('papermill', 'dev')
     out = figure_dir(profile, out_dir); runs = Path(runs_dir) if runs_dir else repo_root()/'runs'/profile
     opt = {'force': bool(force)}
@@ -275,6 +277,44 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
     results = [res[i] for i in range(len(kws))]
     if report: write_manifest(profile, results, out); claims_report(profile, out)
     return results
+
+# %% ../nbs/08_pipeline.ipynb #4771fe56
+ASSUMED_TFLOPS = {'cuda': 40.0, 'cpu': 0.08}  # sustained fp32 rate assumed per device kind (see the prose above)
+
+def _layer_macs(cfg, backbone:str, start:int=0, stop:int|None=None):
+    "Multiply-adds per pixel of shared layers start+1..stop."
+    w, L = cfg.model.width, cfg.model.n_shared
+    fan = [2 if backbone == 'siren' else 2 * cfg.model.ff_m] + [w] * (L - 1)
+    return sum(fan[l] * w for l in range(start, L if stop is None else stop))
+
+def estimate_flops(cfg): # the experiment a regeneration runs
+    "Rough FLOPs of a regeneration's training loops: `{'cohorts', 'lr_sweep', 'sweeps', 'saes', 'total'}`."
+    from cohort_inrs.models import canonical_configs
+    from cohort_inrs.data import parse_spec
+    d, t, s, w = cfg.data, cfg.transfer, cfg.sae, cfg.model.width
+    head = w * d.channels; out = dict(cohorts=0., lr_sweep=0., sweeps=0., saes=0.)
+    for i, spec in enumerate(d.cohorts):
+        P = (parse_spec(spec)[2] or d.resolution) ** 2
+        for b in cfg.model.backbones:
+            out['cohorts'] += 6 * cfg.train.steps * P * (_layer_macs(cfg, b) + d.n_train * head)
+            n_fit = min(t.n_images, d.n_test) * len(t.seeds)
+            out['sweeps'] += 6 * t.steps * P * n_fit * sum(_layer_macs(cfg, b, dep) + head for dep, _ in canonical_configs(cfg.model.n_shared, t.tail_modes))
+            if i == 0 and b == 'ffmlp':
+                out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cfg, b) + _layer_macs(cfg, b, 2) + 3 * head)
+            n_sae = len(s.depths or range(1, cfg.model.n_shared + 1)) + (cfg.model.n_shared if i == 0 else 0)  # atom figures, plus every depth of the first cohort
+            out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cfg, b, 0, 2) + 6 * 2 * w * s.n_atoms)
+    out['total'] = sum(out.values())
+    return out
+
+def cost_message(cfg, # the experiment
+                 device:str='auto'): # `auto`, `cpu` or `cuda`
+    "One line: the estimated PFLOPs of a regeneration of `cfg` and the time they take at the assumed rate."
+    from cohort_inrs.config import resolve_device
+    f = estimate_flops(cfg); kind = resolve_device(device).type if device in ('auto', None, '') else device.split(':')[0]
+    secs = f['total'] / (ASSUMED_TFLOPS.get(kind, ASSUMED_TFLOPS['cpu']) * 1e12)
+    parts = ', '.join(f"{k} {v / 1e15:.2f}" for k, v in f.items() if k != 'total')
+    return (f"{cfg.profile} profile: about {f['total'] / 1e15:.2f} PFLOP of training ({parts}); at an assumed "
+            f"{ASSUMED_TFLOPS.get(kind, ASSUMED_TFLOPS['cpu']):g} TFLOP/s on {kind} that is about {secs / 60:.0f} min, plus the figures' own work")
 
 # %% ../nbs/08_pipeline.ipynb #01735fc0
 def sha256(path): # a file

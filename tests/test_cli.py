@@ -10,7 +10,7 @@ def test_help_lists_commands(capsys):
 def test_cohorts_lists_embedded_with_sizes(capsys):
     assert main(['cohorts']) == 0
     out = capsys.readouterr().out
-    for name, n in [('mni152', '30'), ('lfw', '100'), ('digits', '1797')]:
+    for name, n in [('mni152', '78'), ('mni152cor', '91'), ('lfw', '100'), ('digits', '1797')]:
         line = next(l for l in out.splitlines() if l.startswith(name))
         assert n in line.split(), line
 

@@ -295,3 +295,24 @@ def test_submitit_executor_same_outputs(root, cluster):
     assert {o['path'] for o in m['outputs']} == {'alpha.png', 'alpha.pdf', 'alpha.json'}
     if cluster == 'debug':
         assert rs[1]['status'] == 'failed' and rs[1]['error']['ename'] == 'KeyError' and 'boom.ipynb' in describe(rs[1])
+
+
+def test_set_overrides_reach_notebooks_and_bad_fields_fail_early(root, capsys):
+    "`regenerate --set` passes one `overrides` string to notebooks declaring it; an unknown field fails before any notebook runs."
+    takes = PARAMS + "\noverrides: str = ''  # config overrides"
+    body = ("import json, pathlib\nfrom cohort_inrs.config import get_config, parse_overrides\n"
+            "out = pathlib.Path(out_dir); out.mkdir(parents=True, exist_ok=True)\n"
+            "cfg = get_config(profile, **parse_overrides(overrides))\n"
+            "(out/'ov.png').write_bytes(b'x')\n"
+            "(out/'ov.json').write_text(json.dumps({'steps': cfg.train.steps, 'channels': cfg.data.channels, 'overrides': overrides}))")
+    a = job(root, 'ov', params=takes, body=body)
+    rs = regenerate('smoke', table=[a], sets=['train.steps=7', 'data.channels=3'], out_dir=root/'figs', progress=False, report=False)
+    assert rs[0]['status'] == 'ok', rs[0]['message']
+    side = json.loads((root/'figs'/'ov.json').read_text())
+    assert (side['steps'], side['channels']) == (7, 3) and side['overrides'] == 'train.steps=7;data.channels=3'
+    with pytest.raises(ValueError, match='stepz'):
+        regenerate('smoke', table=[a], sets=['train.stepz=7'], out_dir=root/'figs2', progress=False)
+    assert not (root/'figs2'/'ov.json').exists()
+    p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_regenerate_parser(sub)
+    args = p.parse_args(['regenerate', '--profile', 'smoke', '--set', 'train.stepz=7', '--out-dir', str(root/'figs3')])
+    assert args.func(args) == 2 and 'stepz' in capsys.readouterr().err
