@@ -86,6 +86,7 @@ class SAEConfig:
     depths: tuple = ()  # shared layers to decompose; () = all
     variant: str = 'topk'  # `topk`, `batchtopk` or `relu_l1`
     auxk: bool = False  # AuxK loss reviving dead atoms (off = the authors)
+    lr_decay_start: float = 1.0  # fraction of the steps after which the rate decays linearly to 0; 1 = constant (the authors)
 
 # %% ../nbs/00_config.ipynb #0c708a78
 @dataclass(frozen=True)
@@ -112,12 +113,12 @@ PROFILES = dict(
     # The study's operating point scaled down (README, "Profiles"): width 64 on 48x48x3 keeps ~2.3 parameters per
     # value for one test-time fit and ~0.23 for the cohort fit; FFMLP's m = 32 keeps its Fourier layer (2m x width) in proportion.
     cpu=Config(profile='cpu',
-        data=DataConfig(cohorts=('mni152@48', 'mni152cor@48'), resolution=48, n_train=10, n_test=5, channels=3),
+        data=DataConfig(cohorts=('mni152@48', 'mni152cor@48'), resolution=48, n_train=10, n_test=4, channels=3),
         model=ModelConfig(width=64, ff_m=32),
         train=TrainConfig(steps=5000, lr_ffmlp=5e-3, log_every=50, ckpt_every=1000),  # FFMLP's cohort rate: see "Tuning" above
-        transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20,
+        transfer=TransferConfig(steps=2000, n_images=3, seeds=(0,), early_step=200, log_every=20,
                                 lr_ffmlp=3e-3, lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),  # FFMLP's test-time rate: the test_time_lr figure
-        sae=SAEConfig(n_atoms=1024, k=32, lr=1e-3, batch=2048, steps=2000, depths=(2,))),
+        sae=SAEConfig(n_atoms=1024, k=32, lr=3e-3, batch=512, steps=4000, depths=(2,), lr_decay_start=0.8)),  # see "Tuning" above
     # The study's scale on one GPU: width 256, 5001 cohort steps, 2000 test-time steps, 4096-atom SAEs, 176-px colour cohorts.
     paper=Config(profile='paper',
         # the coronal brain is 157 px across at 1 mm, so mni152cor is upsampled 157 -> 176 (the axial one is shrunk from 185)

@@ -293,15 +293,19 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     from cohort_inrs.data import parse_spec
     d, t, s, w = cfg.data, cfg.transfer, cfg.sae, cfg.model.width
     head = w * d.channels; out = dict(cohorts=0., lr_sweep=0., sweeps=0., saes=0.)
+    params = {j.name: j.params(cfg.profile) for j in JOBS}
+    all_depths = set(s.depths or range(1, cfg.model.n_shared + 1))
+    first_depths = all_depths | {int(x) for x in str(params.get('sae_quality', {}).get('depths', '')).split(',') if x.strip()}
+    cross = 1 if params.get('atom_localisation', {}).get('cross_seed') else 0  # the second cohort retrained from another seed
     for i, spec in enumerate(d.cohorts):
         P = (parse_spec(spec)[2] or d.resolution) ** 2
         for b in cfg.model.backbones:
-            out['cohorts'] += 6 * cfg.train.steps * P * (_layer_macs(cfg, b) + d.n_train * head)
+            out['cohorts'] += (1 + cross * (i == 1)) * 6 * cfg.train.steps * P * (_layer_macs(cfg, b) + d.n_train * head)
             n_fit = min(t.n_images, d.n_test) * len(t.seeds)
             out['sweeps'] += 6 * t.steps * P * n_fit * sum(_layer_macs(cfg, b, dep) + head for dep, _ in canonical_configs(cfg.model.n_shared, t.tail_modes))
             if i == 0 and b == 'ffmlp':
                 out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cfg, b) + _layer_macs(cfg, b, 2) + 3 * head)
-            n_sae = len(s.depths or range(1, cfg.model.n_shared + 1)) + (cfg.model.n_shared if i == 0 else 0)  # atom figures, plus every depth of the first cohort
+            n_sae = len(first_depths if i == 0 else all_depths) + cross * (i == 1) * len(all_depths)  # the sae_quality job's depths on the first cohort
             out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cfg, b, 0, 2) + 6 * 2 * w * s.n_atoms)
     out['total'] = sum(out.values())
     return out

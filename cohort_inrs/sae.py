@@ -413,7 +413,8 @@ def sae_model(cfg:Config, # the experiment
     def build(tmp):
         ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
         with torch_threads(cfg.threads):
-            sae, hist = train_sae(net, depth, cfg.sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed, coord_range=coh.coord_range)
+            sae, hist = train_sae(net, depth, cfg.sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed, coord_range=coh.coord_range,
+                                  decay_start=cfg.sae.lr_decay_start)
         save_sae(sae, tmp, {'config_hash': h, 'key': key, 'history': {k: v.tolist() for k, v in hist.items()},
                             'train_seconds': round(time.time() - t0, 2), 'device': str(dev)})
         if ck.exists(): ck.unlink()

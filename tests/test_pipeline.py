@@ -71,7 +71,7 @@ def test_real_job_table_consistent():
     import papermill as pm
     names = [j.name for j in JOBS]
     assert len(set(names)) == len(names)
-    assert JOBS[0].name == 'cohorts' and JOBS[0].params('cpu')['cohorts'] == 'mni152@64,lfw@25,digits@8'
+    assert JOBS[0].name == 'cohorts' and JOBS[0].params('cpu')['cohorts'] == 'mni152@48,mni152cor@48,lfw@25,digits@8'
     outs = {o for j in JOBS for o in j.outputs}
     assert {c.sidecar for c in CLAIMS} <= outs
     assert [c.id for c in CLAIMS] == ['C1', 'C2', 'C3', 'C4', 'C5', 'C6']
@@ -316,3 +316,12 @@ def test_set_overrides_reach_notebooks_and_bad_fields_fail_early(root, capsys):
     p = argparse.ArgumentParser(); sub = p.add_subparsers(); add_regenerate_parser(sub)
     args = p.parse_args(['regenerate', '--profile', 'smoke', '--set', 'train.stepz=7', '--out-dir', str(root/'figs3')])
     assert args.func(args) == 2 and 'stepz' in capsys.readouterr().err
+
+
+def test_every_figure_notebook_takes_overrides_and_records_the_config():
+    "`regenerate --set` reaches every figure notebook, and every sidecar records the whole config."
+    import papermill as pm
+    for j in JOBS:
+        assert 'overrides' in pm.inspect_notebook(str(j.path())), j.notebook
+        src = j.path().read_text()
+        assert 'parse_overrides(overrides)' in src and 'config=to_dict(cfg)' in src, j.notebook
