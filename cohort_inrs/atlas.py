@@ -837,7 +837,8 @@ def build_atlases(cfg:Config, # the experiment (profile settings)
                   n_change_heads:int=10, # heads whose change maps are embedded
                   budget_mb:float=15.0, # size above which a page is reported
                   force:bool=False, # retrain the SAEs and recompute the scans even when cached
-                  progress:bool=True): # a progress bar over pages
+                  progress:bool=True, # a progress bar over pages
+                  prune:bool=False): # delete `.html` pages in `out_dir` that this build did not write (stale cohorts or depths)
     "Write every atlas page, the SIREN-vs-FFMLP comparison pages and `index.html`; returns what was written with sizes."
     specs = list(cohorts or cfg.data.cohorts); bbs = list(backbones or ('siren', 'ffmlp'))
     ds = [int(d) for d in (depths or cfg.sae.depths or range(1, cfg.model.n_shared + 1))]
@@ -880,7 +881,10 @@ def build_atlases(cfg:Config, # the experiment (profile settings)
         del datas
     bar.close()
     idx = write_html(out/'index.html', render_index(pages, compares, cfg.profile, cross_seed))
-    return dict(index=idx, out_dir=out, pages=pages, compares=compares, seconds=round(time.time() - t0, 1),
+    written = {idx.name} | {r['file'] for r in pages + compares}
+    pruned = sorted(p.name for p in out.glob('*.html') if p.name not in written) if prune else []
+    for n in pruned: (out/n).unlink()
+    return dict(index=idx, out_dir=out, pages=pages, compares=compares, seconds=round(time.time() - t0, 1), pruned=pruned,
                 over_budget=[r['file'] for r in pages + compares if r['mb'] > budget_mb])
 
 # %% ../nbs/10_atlas.ipynb #fcab70e0
