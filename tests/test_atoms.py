@@ -39,7 +39,7 @@ def test_firing_maps_equal_dense_codes_any_resolution_and_chunk():
 # ---------------------------------------------------------------- localisation
 
 def synthetic(R=32):
-    xy = coord_grid(R)
+    xy = coord_grid(R, coord_range=(-1, 1))  # localisation is measured in the frame [-1, 1]^2
     blob = (torch.exp(-((xy - torch.tensor([-0.5, 0.2]))**2).sum(1) / (2 * 0.12**2)) - 0.01).clamp_min(0).view(R, R)
     yy, xx = torch.meshgrid(torch.arange(R), torch.arange(R), indexing='ij')
     checker = ((yy // 4 + xx // 4) % 2).float()

@@ -71,11 +71,12 @@ def test_init_is_seeded_and_device_free():
 # ---------------------------------------------------------------- Fourier features
 
 def test_ff_sigma_rule():
-    assert default_ff_sigma(25) == pytest.approx(2.0)
-    assert default_ff_sigma(8) == pytest.approx(7 / 12)
-    assert default_ff_sigma(64) == 5.0 and default_ff_sigma(256) == 5.0
-    for R in range(2, 300): assert 3 * default_ff_sigma(R) <= (R - 1) / 4 + 1e-9
-    assert CohortINR.from_config(ModelConfig(ff_m=16, width=8, n_shared=1), 'ffmlp', 1, resolution=25).ff_sigma == 2.0
+    assert default_ff_sigma(25) == pytest.approx(4.0)  # coordinates on [0, 1]: Nyquist is (R - 1) / 2 cycles per unit
+    assert default_ff_sigma(8) == pytest.approx(7 / 6)
+    assert default_ff_sigma(64) == 10.0 and default_ff_sigma(256) == 10.0  # Tancik et al.'s sigma = 10 on [0, 1]
+    assert default_ff_sigma(25, span=2) == pytest.approx(2.0) and default_ff_sigma(256, span=2) == 5.0  # the same bandwidth on [-1, 1]
+    for R in range(2, 300): assert 3 * default_ff_sigma(R) <= (R - 1) / 2 + 1e-9
+    assert CohortINR.from_config(ModelConfig(ff_m=16, width=8, n_shared=1), 'ffmlp', 1, resolution=25).ff_sigma == 4.0
     assert CohortINR.from_config(ModelConfig(ff_sigma=4., ff_m=16, width=8, n_shared=1), 'ffmlp', 1).ff_sigma == 4.0
     with pytest.raises(ValueError, match='resolution'): CohortINR.from_config(ModelConfig(), 'ffmlp', 1)
     with pytest.raises(ValueError, match='at least 2'): default_ff_sigma(1)
