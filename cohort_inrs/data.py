@@ -305,6 +305,9 @@ def _read_image(path:Path): # an image file
         with Image.open(path) as im:
             im.load()
             a, mode = _pil_to_float(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:  # Pillow's guard against huge images (a subclass of Exception only)
+        raise ValueError(f"Cannot read image {path}: Pillow refuses it as too large ({e}). Downscale the file, or raise "
+                         f"PIL.Image.MAX_IMAGE_PIXELS (now {Image.MAX_IMAGE_PIXELS}) if you trust it.") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"Cannot read image {path}: {e}. Remove or replace the file.") from e
     if not np.isfinite(a).all(): raise ValueError(f"Image {path} contains NaN or inf values; fix or remove the file.")
@@ -327,7 +330,12 @@ def _folder_source(path:str): # a folder of images
     "List a folder's image files: `(names, paths)`, sorted by name; an empty folder raises."
     p = _check_dir(path, 'folder')
     if not p.is_dir(): raise ValueError(f"{p} is not a folder; `folder:PATH` needs a folder of images.")
-    files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith('.') and f.suffix.lower() in IMAGE_EXTS)
+    cands = sorted(f for f in p.iterdir() if not f.name.startswith('.') and f.suffix.lower() in IMAGE_EXTS)
+    broken = [f.name for f in cands if not f.is_file()]  # links that point nowhere, or folders named like images
+    if broken: raise ValueError(f"{len(broken)} entr{'y' if len(broken) == 1 else 'ies'} of {p} named like images cannot be read as "
+                                f"files: {', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''} (a link to a missing file, or a "
+                                f"folder); fix or remove {'it' if len(broken) == 1 else 'them'}.")
+    files = cands
     if not files:
         raise ValueError(f"No supported images in {p}; expected files ending in {', '.join(IMAGE_EXTS)} directly in that folder.")
     return [f.name for f in files], files

@@ -525,3 +525,18 @@ def test_mni_test_slices_are_novel():
         assert max(r['r'] for r in rows) < 0.9
         rs = [r['r'] for r in rows]
         assert rs == sorted(rs, reverse=True)                                                # farther = less alike
+
+
+def test_folder_names_broken_links_and_too_large_images(tmp_path, monkeypatch):
+    "A link that points nowhere is named, never skipped; Pillow's too-large guard becomes a clear error naming the file."
+    from PIL import Image
+    d = tmp_path/'imgs'; d.mkdir()
+    for i in range(3): Image.fromarray((np.random.default_rng(i).random((20, 20)) * 255).astype(np.uint8)).save(d/f'a{i}.png')
+    (d/'gone.png').symlink_to(tmp_path/'missing.png')
+    with pytest.raises(ValueError, match=r'gone\.png.*link to a missing file'):
+        load_cohort(f'folder:{d}@16', n_train=2, n_test=1)
+    (d/'gone.png').unlink()
+    assert load_cohort(f'folder:{d}@16', n_train=2, n_test=1).n_train == 2
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)  # 20x20 = 400 pixels: over twice the limit raises in Pillow
+    with pytest.raises(ValueError, match=r'a\d\.png.*too large.*MAX_IMAGE_PIXELS'):
+        load_cohort(f'folder:{d}@16', n_train=2, n_test=1)
