@@ -257,7 +257,7 @@ def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in pla
     opt = torch.optim.Adam(stack.parameters(), lr=lr)
     n_log = steps // log_every + 1
     hist = torch.empty((n_log, stack.n_models), device=dev)
-    clamped_mse = lambda out: ((to_image(out.detach()).clamp(0, 1) - img)**2).flatten(1).mean(1)  # what an image viewer shows
+    clamped_mse = lambda out: mse_per_signal(to_image(out.detach()).clamp(0, 1), img)  # what an image viewer shows, as `psnr` measures
     for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         out = stack.tail(pre); per = ((out - tgt)**2).flatten(1).mean(1)
         opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
@@ -283,7 +283,7 @@ def fit_single(net:CohortINR, # a one-signal INR (trained in place)
     for l in range(depth): net.enc_w[l].requires_grad_(False); net.enc_b[l].requires_grad_(False)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
     hist = []
-    clamped_mse = lambda out: ((to_image(out.detach()).clamp(0, 1) - img)**2).flatten(1).mean(1)
+    clamped_mse = lambda out: mse_per_signal(to_image(out.detach()).clamp(0, 1), img)
     for step in range(steps):
         out = net(coords); per = ((out - tgt)**2).flatten(1).mean(1)
         opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
