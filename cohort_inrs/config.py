@@ -96,6 +96,7 @@ class Config:
     seed: int = 0  # global RNG seed
     device: str = 'auto'  # `auto` (CUDA when present), `cpu` or `cuda`
     threads: int = 0  # torch CPU threads while building artifacts; 0 = torch's default
+    compile: bool = False  # run training steps through torch.compile (the bench measures whether it pays)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

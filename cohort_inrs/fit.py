@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import Config, get_config, config_hash, to_dict, seed_everything, resolve_device, torch_threads
 from .store import artifact_path, cached, save_tensors, load_tensors, atomic_path, read_meta
 from .data import load_cohort, coord_grid
-from .models import CohortINR, StackedINR, save_inr, load_inr, canonical_configs
+from .models import CohortINR, StackedINR, DepthStack, save_inr, load_inr, canonical_configs
 from .distributed import (rank, world_size, is_main, broadcast_object, init_distributed,
                                      cached_collective, sharded_cached, shard_bounds)
 
@@ -21,8 +21,9 @@ log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
 __all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_step',
-           'ddp_cohort_step', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'fit_stack', 'fit_single',
-           'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name', 'summarise_sweep', 'rule_depth', 'lr_sweep']
+           'ddp_cohort_step', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'compiled', 'stack_loss',
+           'fit_stack', 'fit_single', 'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name', 'summarise_sweep',
+           'rule_depth', 'lr_sweep']
 
 # %% ../nbs/03_fit.ipynb #9c7dbb79
 def mse_per_signal(pred, # (N, P, C) or (N, H, W, C), in [0, 1]
@@ -241,15 +242,37 @@ def reconstruct(net:CohortINR, # a cohort INR
     out = to_image(net(coh.coords(next(net.parameters()).device))).clamp(0, 1)
     return out.reshape(net.n_signals, r, r, net.out_channels).cpu()
 
+# %% ../nbs/03_fit.ipynb #96f531a9
+def compiled(fn, # a function of tensors (a loss)
+             enabled:bool=True): # compile it with `torch.compile`; False = return `fn` as is
+    "`fn` compiled by `torch.compile` (falling back to eager, with one warning, where compiling fails), or `fn` itself."
+    if not enabled: return fn
+    state = {'fn': torch.compile(fn, dynamic=False)}
+    def call(*args, **kw):
+        try: return state['fn'](*args, **kw)
+        except Exception as e:  # only the first call can fail to compile; after a failure every call runs eagerly
+            if state['fn'] is fn: raise
+            log.warning(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eagerly.")
+            state['fn'] = fn; return fn(*args, **kw)
+    return call
+
 # %% ../nbs/03_fit.ipynb #44a06716
-def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in place)
+def stack_loss(stack, # a `StackedINR` or `DepthStack`
+               pre, # its `prefix(coords)`
+               tgt): # `(M, P, C)` targets in the network's range [-1, 1]
+    "The stack's outputs `(M, P, C)` and each model's MSE `(M,)`: the part of a step that `compile` fuses."
+    out = stack.tail(pre)
+    return out, ((out - tgt)**2).flatten(1).mean(1)
+
+def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in place), or a `DepthStack`
               coords, # (P, 2) coordinate grid
               images, # (M, P, C) target of each model, in [0, 1]
               steps:int, # optimisation steps
               lr:float, # Adam learning rate
               log_every:int=10, # record PSNR every n steps
               progress:bool=False, # show a tqdm bar
-              desc:str='fit'): # progress bar label
+              desc:str='fit', # progress bar label
+              compile:bool=False): # run the forward and loss through `torch.compile` (see `compiled`)
     "Train all M models of `stack` at once; returns `{'step': (T,), 'mse': (T, M), 'out': (M, P, C)}` (CPU; `out` in [0, 1]; MSE of outputs clamped to [0, 1])."
     dev = stack.head_w.device
     img = images.to(dev); coords, tgt = coords.to(dev), to_target(img)
@@ -258,8 +281,9 @@ def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in pla
     n_log = steps // log_every + 1
     hist = torch.empty((n_log, stack.n_models), device=dev)
     clamped_mse = lambda out: mse_per_signal(to_image(out.detach()).clamp(0, 1), img)  # what an image viewer shows, as `psnr` measures
+    loss = compiled(stack_loss, compile)
     for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        out = stack.tail(pre); per = ((out - tgt)**2).flatten(1).mean(1)
+        out, per = loss(stack, pre, tgt)
         opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
         if step % log_every == 0: hist[step // log_every] = clamped_mse(out)
     with torch.no_grad():
@@ -304,9 +328,10 @@ def run_sweep(net:CohortINR, # trained cohort INR
               coh, # its `Cohort` (test images are fitted)
               tcfg, # a `TransferConfig`
               lr:float, # test-time learning rate (the backbone's)
-              progress:bool=True, # progress bar over configurations
-              images=None): # `(start, stop)`: fit only this block of the first `tcfg.n_images` test images (a shard); None = all
-    "Fit every canonical (depth, mode) on the first `tcfg.n_images` test images x seeds; returns tensors and config names."
+              progress:bool=True, # progress bar over steps
+              images=None, # `(start, stop)`: fit only this block of the first `tcfg.n_images` test images (a shard); None = all
+              compile:bool=False): # compile the step (see `compiled`)
+    "Fit every canonical (depth, mode) on the first `tcfg.n_images` test images x seeds, all in one `DepthStack`; returns tensors and config names."
     if tcfg.early_step % tcfg.log_every: raise ValueError("transfer.early_step must be a multiple of transfer.log_every.")
     n_all = min(tcfg.n_images, coh.n_test)
     if n_all < 1: raise ValueError(f"Cohort {coh.name} has no test images to fit; raise data.n_test.")
@@ -315,17 +340,14 @@ def run_sweep(net:CohortINR, # trained cohort INR
     n_img = b - a
     seeds = list(tcfg.seeds); S = len(seeds)
     tg = coh.targets('test')[a:b].repeat_interleave(S, 0)  # model m = image a + m // S, seed m % S
-    configs = canonical_configs(net.n_shared, tcfg.tail_modes)
-    mse, ssims, secs = [], [], []
-    r = coh.resolution
-    for d, mode in tqdm(configs, desc=f'{net.backbone} sweep', disable=not progress, leave=False):
-        st = StackedINR.from_cohort(net, d, mode, seeds=seeds * n_img, out_channels=coh.channels)
-        t0 = time.time()
-        res = fit_stack(st, coh.coords(), tg, tcfg.steps, lr, tcfg.log_every)
-        secs.append(time.time() - t0)
-        mse.append(res['mse'].reshape(-1, n_img, S))
-        ssims.append(ssim(res['out'].reshape(-1, r, r, coh.channels), tg.reshape(-1, r, r, coh.channels).cpu()).reshape(n_img, S))
-    return {'step': res['step'], 'psnr': -10 * torch.log10(torch.stack(mse)), 'ssim': torch.stack(ssims),
+    configs = canonical_configs(net.n_shared, tcfg.tail_modes); K, r, C = len(configs), coh.resolution, coh.channels
+    st = DepthStack([StackedINR.from_cohort(net, d, mode, seeds=seeds * n_img, out_channels=C) for d, mode in configs])
+    t0 = time.time()  # model k * n_img * S + m is configuration k's model m
+    res = fit_stack(st, coh.coords(), tg.repeat(K, 1, 1), tcfg.steps, lr, tcfg.log_every, progress, f'{net.backbone} sweep', compile)
+    secs = [time.time() - t0]
+    mse = res['mse'].unflatten(1, (K, n_img, S)).transpose(0, 1)  # (K, T, n_img, S)
+    ssims = ssim(res['out'].reshape(-1, r, r, C), tg.repeat(K, 1, 1).reshape(-1, r, r, C).cpu()).reshape(K, n_img, S)
+    return {'step': res['step'], 'psnr': -10 * torch.log10(mse), 'ssim': ssims,
             'configs': [f'{m}@{d}' for d, m in configs], 'depths': [d for d, _ in configs], 'modes': [m for _, m in configs],
             'seconds': secs, 'test_names': [str(n) for n in coh.test_names[a:b]], 'seeds': seeds}
 
@@ -346,7 +368,7 @@ def freeze_sweep(cfg:Config, # the experiment
         if a == b: return None
         with torch_threads(cfg.threads):
             seed_everything(cfg.seed)
-            r = run_sweep(net, coh, cfg.transfer, cfg.transfer.lr(backbone), progress and is_main(), images=(a, b))
+            r = run_sweep(net, coh, cfg.transfer, cfg.transfer.lr(backbone), progress and is_main(), images=(a, b), compile=cfg.compile)
         return ({k: r[k] for k in ('step', 'psnr', 'ssim')},
                 {k: r[k] for k in ('configs', 'depths', 'modes', 'seconds', 'test_names', 'seeds')} | {'key': key})
     path = sharded_cached(path, compute, _merge_sweeps, force=force, shard=shard)
@@ -419,12 +441,12 @@ def lr_sweep(cfg:Config, # the experiment (its `transfer` section: steps, lr_gri
     def build(tmp):
         tg = coh.targets('test')[a:b]; curves = []
         with torch_threads(cfg.threads):
-            # a loop over rates: Adam's learning rate is one number per optimiser, so rates cannot share a stack
+            # a loop over rates: Adam's learning rate is one number per optimiser, so rates cannot share a stack; the recipes do
             for lr in tqdm(tc.lr_grid, desc=f'{backbone} lr sweep', disable=not progress, leave=False):
-                for d, mode in configs:
-                    st = StackedINR.from_cohort(net, d, mode, seeds=[0] * (b - a), out_channels=coh.channels)
-                    res = fit_stack(st, coh.coords(), tg, tc.steps, lr, tc.log_every); curves.append(-10 * torch.log10(res['mse']))
-        psnr_ = torch.stack(curves).unflatten(0, (len(tc.lr_grid), len(configs)))  # (R, 3, T, V)
+                st = DepthStack([StackedINR.from_cohort(net, d, mode, seeds=[0] * (b - a), out_channels=coh.channels) for d, mode in configs])
+                res = fit_stack(st, coh.coords(), tg.repeat(len(configs), 1, 1), tc.steps, lr, tc.log_every, compile=cfg.compile)
+                curves.append(-10 * torch.log10(res['mse']).unflatten(1, (len(configs), b - a)).transpose(0, 1))  # (3, T, V)
+        psnr_ = torch.stack(curves)  # (R, 3, T, V)
         save_tensors(tmp, {'lr': torch.tensor(tc.lr_grid, dtype=torch.float64), 'psnr': psnr_, 'step': res['step']},
                      {'key': key, 'configs': [f'{m}@{d}' for d, m in configs], 'val_names': [str(n) for n in coh.test_names[a:b]]})
     path = cached(artifact_path('lr_sweep', key), build, force=force)

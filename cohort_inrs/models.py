@@ -16,8 +16,8 @@ from .config import to_dict
 # %% auto #0
 __all__ = ['STREAM_B', 'STREAM_HEAD', 'TAIL_MODES', 'BASELINES', 'ARCH_KEYS', 'make_generator', 'uniform', 'weight_bound',
            'bias_bound', 'init_linear', 'default_ff_sigma', 'fourier_features', 'activation', 'sine_linear',
-           'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR', 'canonical_configs', 'save_inr',
-           'load_inr']
+           'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR', 'canonical_configs', 'DepthStack',
+           'save_inr', 'load_inr']
 
 # %% ../nbs/02_models.ipynb #b5cdf567
 STREAM_B, STREAM_HEAD = 0, 1000
@@ -355,6 +355,60 @@ def canonical_configs(L:int, # number of shared layers
     bad = set(tail_modes) - set(TAIL_MODES)
     if bad: raise ValueError(f"Unknown tail mode(s) {sorted(bad)}; choose from {TAIL_MODES}.")
     return [(0, 'scratch'), (0, 'finetune')] + [(d, m) for d in range(1, L) for m in tail_modes] + [(L, 'transfer')]
+
+# %% ../nbs/02_models.ipynb #ecd6c5fc
+class DepthStack(nn.Module):
+    "Stacks of different freeze depths (sorted by depth) trained as one model: -> `(M, P, C)`, the stacks' models in order."
+    def __init__(self, stacks:list): # `StackedINR`s built from one cohort INR, depths non-decreasing
+        super().__init__()
+        if not stacks: raise ValueError("DepthStack needs at least one StackedINR.")
+        depths = [s.depth for s in stacks]; s0, deep = stacks[0], stacks[-1]
+        if depths != sorted(depths): raise ValueError(f"Stacks must be sorted by freeze depth, got depths {depths}.")
+        if len({(s.backbone, s.width, s.n_shared, s.out_channels) for s in stacks}) > 1:
+            raise ValueError("All stacks must share backbone, width, number of layers and channels.")
+        self.backbone, self.w0, self.n_shared, self.width, self.out_channels = s0.backbone, s0.w0, s0.n_shared, s0.width, s0.out_channels
+        own = lambda ts: torch.cat([t.detach() for t in ts]).contiguous()
+        if self.backbone == 'ffmlp': self.register_buffer('B', deep.B.clone())
+        self.pre_w, self.pre_b = BufferList([w.clone() for w in deep.pre_w]), BufferList([b.clone() for b in deep.pre_b])
+        L = self.n_shared; self.first = min(depths) + 1  # the first layer with a trainable model
+        self.tail_w = nn.ParameterList([nn.Parameter(own([s.tail_w[l - s.depth - 1] for s in stacks if s.depth < l])) for l in range(self.first, L + 1)])
+        self.tail_b = nn.ParameterList([nn.Parameter(own([s.tail_b[l - s.depth - 1] for s in stacks if s.depth < l])) for l in range(self.first, L + 1)])
+        self.head_w, self.head_b = nn.Parameter(own([s.head_w for s in stacks])), nn.Parameter(own([s.head_b for s in stacks]))
+        self.model_depth = [s.depth for s in stacks for _ in range(s.n_models)]  # freeze depth of each model
+        self.n_models, self.sizes = len(self.model_depth), [s.n_models for s in stacks]
+        self.joins = [self.model_depth.count(l) for l in range(L + 1)]  # models whose frozen prefix ends at layer l
+
+    def prefix(self, coords:torch.Tensor): # `(P, 2)` coordinates
+        "The cohort's activations `[h_0, ..., h_D]` on `coords` (D = the deepest freeze depth), without grad."
+        with torch.no_grad():
+            h = coords if self.backbone == 'siren' else fourier_features(coords, self.B); hs = [h]
+            for W, b in zip(self.pre_w, self.pre_b):  # the arithmetic of `CohortINR.layer`
+                h = sine_linear(h, W, b, self.w0) if self.backbone == 'siren' else torch.relu(F.linear(h, W, b)); hs.append(h)
+        return hs
+
+    def _layer(self, x, W, b):
+        if x.dim() == 2:  # the shared cohort activation: one GEMM for every model that joins here
+            z = F.linear(x, W.reshape(-1, W.shape[-1]), b.reshape(-1)).unflatten(-1, (W.shape[0], -1)).transpose(0, 1)
+            return activation(self.backbone, z, self.w0)
+        if self.backbone == 'siren': return sine_linear(x, W, b, self.w0)
+        return torch.relu(torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2)))
+
+    def tail(self, hs:list): # from `prefix`
+        "Every model's output `(M, P, C)`: trainable layers per model, frozen cohort activations shared."
+        x = None
+        for l in range(self.first, self.n_shared + 1):
+            W, b, a, k = self.tail_w[l - self.first], self.tail_b[l - self.first], 0 if x is None else len(x), self.joins[l - 1]
+            parts = ([] if x is None else [self._layer(x, W[:a], b[:a])]) + ([self._layer(hs[l - 1], W[a:], b[a:])] if k else [])
+            x = torch.cat(parts) if len(parts) > 1 else parts[0]
+        k = self.joins[-1]  # models frozen through layer L: only their heads train
+        if k: new = hs[-1].expand(k, *hs[-1].shape); x = new if x is None else torch.cat([x, new])
+        return torch.baddbmm(self.head_b.unsqueeze(1), x, self.head_w.transpose(1, 2))
+
+    def forward(self, coords:torch.Tensor): # `(P, 2)` coordinates
+        "All models' outputs, `(M, P, C)`."
+        return self.tail(self.prefix(coords))
+
+    def extra_repr(self): return f"{self.backbone}, M={self.n_models}, depths={sorted(set(self.model_depth))}, C={self.out_channels}"
 
 # %% ../nbs/02_models.ipynb #55c31869
 ARCH_KEYS = ('backbone', 'n_signals', 'out_channels', 'width', 'n_shared', 'w0', 'ff_m', 'ff_sigma', 'seed')

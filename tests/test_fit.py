@@ -3,8 +3,8 @@ import pytest, torch
 from skimage.metrics import structural_similarity
 from cohort_inrs.config import get_config
 from cohort_inrs.data import load_cohort
-from cohort_inrs.models import CohortINR, StackedINR, canonical_configs
-from cohort_inrs.fit import (psnr, ssim, train_cohort, fit_stack, fit_single, cohort_model, freeze_sweep, reconstruct)
+from cohort_inrs.models import CohortINR, StackedINR, DepthStack, canonical_configs
+from cohort_inrs.fit import (psnr, ssim, train_cohort, fit_stack, fit_single, cohort_model, freeze_sweep, reconstruct, run_sweep)
 
 @pytest.fixture(scope='module')
 def digits():
@@ -58,6 +58,36 @@ def test_batched_fit_equals_loop(digits, backbone):
             for (k, u), v in zip(n1.state_dict().items(), st.single(m).double().state_dict().values()):  # `single` builds float32: 1e-7 rounding
                 assert torch.allclose(u, v, atol=1e-6, rtol=1e-6), (d, mode, k)
             assert (10 * torch.log10(r1['mse'][:, 0] / rb['mse'][:, m])).abs().max() < 1e-4
+
+@pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
+def test_one_depth_stack_equals_a_stack_per_configuration(digits, backbone):
+    "The sweep fits every (depth, mode) in one DepthStack; each model must follow its own stack's trajectory."
+    cfg = get_config('smoke')
+    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
+    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
+    cnet, xy, tg = cnet.double(), digits.coords().double(), digits.targets('test').double()[:2]
+    configs = canonical_configs(cnet.n_shared)
+    make = lambda d, mode: StackedINR.from_cohort(cnet, d, mode, seeds=[0, 1]).double()
+    merged = fit_stack(DepthStack([make(d, m) for d, m in configs]), xy, tg.repeat(len(configs), 1, 1), steps=25, lr=1e-3, log_every=5)
+    for k, (d, mode) in enumerate(configs):
+        alone = fit_stack(make(d, mode), xy, tg, steps=25, lr=1e-3, log_every=5)
+        torch.testing.assert_close(merged['mse'][:, 2*k:2*k+2], alone['mse'], rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(merged['out'][2*k:2*k+2], alone['out'], rtol=1e-8, atol=1e-10)
+
+@pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
+def test_compiled_fit_equals_eager(digits, backbone):
+    "`compile=True` runs the same arithmetic fused: in float64 equal to eager to ~1e-9 over 20 Adam steps."
+    cfg = get_config('smoke')
+    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
+    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
+    # float64 for the reason given in test_batched_fit_equals_loop (float32 differs by up to 0.02 dB here: Adam near eps)
+    cnet, xy = cnet.double(), digits.coords().double()
+    configs = canonical_configs(cnet.n_shared); tg = digits.targets('test')[:2].double().repeat(len(configs), 1, 1)
+    make = lambda: DepthStack([StackedINR.from_cohort(cnet, d, m, seeds=[0, 1]).double() for d, m in configs])
+    eager = fit_stack(make(), xy, tg, steps=20, lr=1e-3, log_every=5)
+    fused = fit_stack(make(), xy, tg, steps=20, lr=1e-3, log_every=5, compile=True)
+    torch.testing.assert_close(fused['mse'], eager['mse'], rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(fused['out'], eager['out'], rtol=1e-7, atol=1e-9)
 
 def test_sweep_shapes_and_baselines():
     cfg = get_config('smoke')
