@@ -4,7 +4,8 @@
 
 # %% ../nbs/10_atlas.ipynb #a162c489
 from __future__ import annotations
-import base64, html, io, itertools, json, math, os, re, time, logging
+import base64, html, io, json, math, os, re, time, logging
+from importlib import resources
 from pathlib import Path
 import numpy as np
 import torch
@@ -23,11 +24,11 @@ from .plots import figure_dir, git_revision, BACKBONE_LABELS
 log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
-__all__ = ['log', 'SORTS', 'ATLAS_CSS', 'ATLAS_HTML', 'NUMS', 'ATLAS_JS', 'COMPARE_HTML', 'SUMMARY', 'INDEX_HTML', 'sig',
+__all__ = ['log', 'SORTS', 'ATLAS_CSS', 'ATLAS_JS', 'ATLAS_HTML', 'COMPARE_HTML', 'INDEX_HTML', 'NUMS', 'SUMMARY', 'sig',
            'quantise', 'sprite_cols', 'sprite', 'tile', 'palette', 'png_b64', 'png_decode', 'gradient_css',
-           'change_pairs', 'decoder_neighbours', 'page_name', 'compare_name', 'page_summary', 'atlas_data', 'page_head',
+           'change_pairs', 'decoder_neighbours', 'page_name', 'compare_name', 'page_summary', 'atlas_data', 'asset',
            'encode_sprites', 'render_atlas', 'write_html', 'read_atlas', 'render_compare', 'render_index',
-           'build_atlas', 'build_atlases', 'cmd_atlas', 'add_atlas_parser']
+           'build_atlas', 'build_atlases']
 
 # %% ../nbs/10_atlas.ipynb #d97ffb8e
 def sig(x, # a number, array or tensor
@@ -273,142 +274,15 @@ def atlas_data(cfg:Config, # the experiment (profile settings)
     return dict(meta=meta, atoms=atoms, sprites=sprites, images=images)
 
 # %% ../nbs/10_atlas.ipynb #6e5a3f8a
-ATLAS_CSS = r"""
-:root{--bg:#121417;--panel:#1b1e23;--fg:#ececec;--muted:#b9bec7;--accent:#7cc4ff;--line:#343a43;--warn:#ffb86b}
-*{box-sizing:border-box}
-html,body{margin:0;height:100%;background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-body{display:flex;flex-direction:column}
-a{color:var(--accent)}
-header{padding:8px 16px;border-bottom:1px solid var(--line);display:flex;flex-wrap:wrap;gap:4px 18px;align-items:baseline}
-header h1{font-size:18px;margin:0;font-weight:600}
-header .sub{color:var(--muted);font-size:13px}
-header nav{margin-left:auto;font-size:13px;display:flex;gap:12px;flex-wrap:wrap}
-main{flex:1;display:flex;min-height:0}
-.pane{flex:1;display:flex;flex-direction:column;min-width:0}
-.controls{display:flex;flex-wrap:wrap;gap:6px 14px;align-items:center;padding:7px 16px;border-bottom:1px solid var(--line);font-size:13px}
-.controls label{color:var(--muted);display:inline-flex;align-items:center;gap:6px}
-select,input,button{background:#262a31;color:var(--fg);border:1px solid #59606b;border-radius:4px;padding:3px 7px;font:inherit}
-button{cursor:pointer}
-input[type=text]{width:150px}
-:focus-visible{outline:3px solid #ffd166;outline-offset:1px}
-.count{color:var(--fg);font-weight:600}
-.bad{color:var(--warn)}
-.legend{display:flex;align-items:center;gap:6px;color:var(--muted);font-size:12px}
-.bar{display:inline-block;width:110px;height:11px;border:1px solid #59606b;border-radius:2px}
-.grid{flex:1;overflow-y:auto;position:relative;outline:none}
-.grid:focus-visible{outline:3px solid #ffd166;outline-offset:-3px}
-.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
-.grid-inner{position:relative;margin:8px 16px}
-.tile{position:absolute;border:2px solid transparent;border-radius:4px;padding:0;cursor:pointer;background:none}
-.tile .im{background-color:#000;image-rendering:pixelated;background-repeat:no-repeat;border-radius:2px}
-.tile .cap{font-size:11px;line-height:13px;color:#e6e8eb;padding:1px 1px 0;font-variant-numeric:tabular-nums}
-.tile .cap span{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.tile .cap .v{color:var(--muted)}
-.tile:hover{border-color:#8a919c}
-.tile.sel{border-color:var(--accent);background:#1f3347}
-.tile:focus-visible{outline:3px solid #ffd166;outline-offset:0}
-#detail{width:460px;flex:none;overflow-y:auto;border-left:1px solid var(--line);background:var(--panel);padding:10px 16px 24px}
-#detail h2{font-size:17px;margin:2px 0 6px}
-#detail h3{font-size:14px;margin:16px 0 5px;color:#cfd3d9;font-weight:600;border-bottom:1px solid var(--line);padding-bottom:2px}
-.hint{color:var(--muted)}
-.views{display:flex;gap:12px;flex-wrap:wrap}
-.views figure{margin:0}
-.views figcaption{font-size:12px;color:var(--muted);margin-top:3px;max-width:210px}
-.stack{position:relative;background:#000;border:1px solid var(--line)}
-.stack img,.stack .ov{position:absolute;left:0;top:0;image-rendering:pixelated}
-.stack .ov{background-repeat:no-repeat}
-.stack .msg{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;text-align:center;padding:10px;color:var(--muted);font-size:12px}
-.scale{display:flex;align-items:center;gap:5px;font-size:11px;color:var(--muted);margin-top:3px;font-variant-numeric:tabular-nums}
-.scale .bar{width:90px;height:9px}
-table.nums{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
-table.nums th{text-align:left;font-weight:400;color:var(--muted);padding:2px 8px 2px 0}
-table.nums td{text-align:right;padding:2px 0}
-table.nums tr+tr{border-top:1px solid #2a2f36}
-.big{font-size:15px;font-weight:600}
-svg text{fill:var(--fg);font-size:11px;font-variant-numeric:tabular-nums}
-svg rect{fill:#5a9bd5}
-svg g.on rect{fill:#ffd166}
-svg g{cursor:pointer}
-svg .axis{stroke:#8a919c;stroke-width:1}
-.thumbs{display:flex;flex-wrap:wrap;gap:8px}
-.thumbs button{display:flex;flex-direction:column;align-items:center;gap:2px;padding:3px;font-size:11px;background:#22262c}
-.thumbs .im{background-color:#000;image-rendering:pixelated;background-repeat:no-repeat}
-.row{display:flex;gap:12px;align-items:center}
-table.pages{border-collapse:collapse;margin:10px 0 18px;font-variant-numeric:tabular-nums}
-table.pages th,table.pages td{padding:5px 12px;border-bottom:1px solid var(--line);text-align:left}
-table.pages td.n{text-align:right}
-table.pages td:first-child{white-space:nowrap}
-.wide{overflow-x:auto}
-.doc{max-width:1400px;padding:6px 16px 30px;overflow-y:auto}
-.doc p,.doc li{color:#dfe2e6}
-.summary{font-size:12px;padding:4px 16px;color:var(--muted)}
-.summary table{border-collapse:collapse;font-variant-numeric:tabular-nums}
-.summary td,.summary th{padding:1px 14px 1px 0;text-align:left;font-weight:400}
-.summary td{color:var(--fg)}
-.panes{flex:1;display:flex;min-height:0;gap:0}
-.panes .pane+.pane{border-left:1px solid var(--line)}
-.pane h2{font-size:15px;margin:6px 16px 0}
-@media (max-width:900px){main{flex-direction:column}#detail{width:auto;border-left:0;border-top:1px solid var(--line)}.panes{flex-direction:column}}
-"""
+def asset(name:str): # a file in `cohort_inrs/static/`, e.g. `atlas.js`
+    "The text of one of the pages' asset files (package data, read with `importlib.resources`)."
+    return (resources.files('cohort_inrs')/'static'/name).read_text(encoding='utf-8')
+
+ATLAS_CSS = asset('atlas.css')  # the style every page shares
+ATLAS_JS = asset('atlas.js')  # the script of the atlas and comparison pages
+ATLAS_HTML, COMPARE_HTML, INDEX_HTML = (asset(f'{k}.html') for k in ('atlas', 'compare', 'index'))  # one template per kind of page
 
 # %% ../nbs/10_atlas.ipynb #e0e37630
-def page_head(kind:str, # the body's `data-page`: `atlas`, `compare` or `index`
-              sprites:bool=True, # a `{{SPRITES}}` style block (pages that embed sprite sheets)
-              nav:bool=True): # a `{{NAV}}` link bar in the header
-    "The start every page shares: head with inline styles, body, header (placeholders TITLE, CSS, SUB and the optional ones)."
-    return ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            '<title>{{TITLE}}</title>\n<style>{{CSS}}</style>\n' + ('<style>{{SPRITES}}</style>\n' if sprites else '')
-            + f'</head><body data-page="{kind}">\n<header><h1>{{{{TITLE}}}}</h1><span class="sub">{{{{SUB}}}}</span>'
-            + ('<nav>{{NAV}}</nav>' if nav else '') + '</header>\n')
-
-ATLAS_HTML = page_head('atlas') + r"""<main>
-<section class="pane" aria-label="atoms">
- <div class="controls">
-  <label>Sort by <select id="sort"></select></label>
-  <button id="order" type="button" aria-label="sort order: descending">descending</button>
-  <label>Filter <input id="filter" type="text" placeholder="id, 10-99, 3,7" aria-describedby="filter-msg" autocomplete="off"></label>
-  <span id="filter-msg" class="bad" role="status"></span>
-  <label><input id="live-only" type="checkbox"> live atoms only</label>
-  <span id="count" class="count" aria-live="polite"></span>
-  <span class="legend">firing map: <span>0</span><span class="bar" style="background:{{MAGMA}}"></span><span>atom's max</span></span>
- </div>
- <div id="grid" class="grid" tabindex="0" role="listbox" aria-label="atom tiles: arrow keys move, Enter opens"><div class="grid-inner" role="presentation"></div></div>
-</section>
-<aside id="detail" aria-label="atom detail">
- <p id="detail-status" class="sr-only" role="status" aria-live="polite"></p>
- <p id="detail-empty" class="hint">Click an atom, or move through the tiles with the arrow keys and press Enter. Sort by any measure; filter by id (<code>42</code>), range (<code>100-199</code>) or list (<code>3, 7, 20-30</code>).</p>
- <div id="detail-body" hidden>
-  <h2>Atom <span id="detail-atom"></span> <span id="detail-live" class="hint"></span></h2>
-  <div class="row"><span>Largest PSNR drop: <span id="detail-drop" class="big"></span> dB</span><span class="hint">on <span id="detail-drop-head"></span></span></div>
-  <div class="controls" style="padding:6px 0;border:0">
-   <label>Image (head) <select id="head"></select></label>
-   <label>Overlay <input id="alpha" type="range" min="0" max="100" value="85" aria-label="overlay opacity"></label>
-  </div>
-  <div class="views">
-   <figure><div class="stack" id="fire-view"><img id="fire-bg" alt="cohort image"><div class="ov sp-fire" id="fire-ov"></div></div>
-    <figcaption>firing map over the cohort image</figcaption>
-    <div class="scale">0<span class="bar" style="background:{{MAGMA}}"></span><span id="fire-max"></span> (code)</div></figure>
-   <figure><div class="stack" id="chg-view"><img id="chg-bg" alt="cohort image"><div class="ov" id="chg-ov"></div><div class="msg" id="chg-msg" hidden></div></div>
-    <figcaption>ablation change |ablated &minus; spliced| on this head</figcaption>
-    <div class="scale">0<span class="bar" style="background:{{VIRIDIS}}"></span><span id="chg-max"></span> (intensity)</div></figure>
-  </div>
-  <h3>PSNR drop per head (dB, variant A: no error term)</h3>
-  <div id="drops"></div>
-  <h3>Localisation and tracing</h3>
-  <table class="nums" id="nums"><tbody>{{NUMROWS}}</tbody></table>
-  <h3>Nearest atoms (decoder cosine)</h3>
-  <div class="thumbs" id="nn"></div>
-  <h3>Matched atom in the other dictionary</h3>
-  <div id="match"></div>
- </div>
-</aside>
-</main>
-<script type="application/json" id="atlas-data">{{DATA}}</script>
-<script type="application/json" id="atlas-images">{{IMAGES}}</script>
-<script>{{JS}}</script>
-</body></html>
-"""
-
 NUMS = [  # (key, label) of the detail panel's number table, in order; each cell has id `v-<key>`
     ('mean', 'mean activation (over grid)'), ('mean_active', 'mean code where active'), ('fmax', 'peak code'),
     ('area', 'active area (fraction)'), ('support', 'support (pixels)'), ('effective_area', 'effective area'),
@@ -416,249 +290,6 @@ NUMS = [  # (key, label) of the detail panel's number table, in order; each cell
     ('cx', 'centroid x'), ('cy', 'centroid y'), ('px', 'peak x'), ('py', 'peak y'),
     ('ct_train', 'contour corr. (cohort images)'), ('ct_test', 'contour corr. (unseen images)'), ('ct_diff', 'contour tracing (difference)'),
     ('drop_mean', 'mean PSNR drop over heads (dB)'), ('drop_err_max', 'largest drop with error term (dB)'), ('cmax', 'largest image change')]
-
-# %% ../nbs/10_atlas.ipynb #bb008809
-ATLAS_JS = r"""
-'use strict';
-const GAP = 6, CAP = 28, PAD = 8, TILE = 64;  // gap between tiles, caption height, grid margin, target tile size (px)
-const $ = (s, r) => (r || document).querySelector(s);
-const fmt = v => (v === null || v === undefined) ? '\u2013' : String(v);
-const esc = s => String(s).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
-
-function parseFilter(text) {  // '' -> all; '42'; '100-199'; '3, 7, 20-30'. null when invalid
-  const t = text.trim().replace(/\s*[-\u2013:]\s*/g, '-'); if (!t) return () => true;
-  const tests = [];
-  for (const p of t.split(/[\s,]+/).filter(Boolean)) {
-    let m;
-    if ((m = p.match(/^#?(\d+)$/))) { const a = +m[1]; tests.push(j => j === a); }
-    else if ((m = p.match(/^#?(\d+)-#?(\d+)$/))) { const a = Math.min(+m[1], +m[2]), b = Math.max(+m[1], +m[2]); tests.push(j => j >= a && j <= b); }
-    else return null;
-  }
-  return j => tests.some(f => f(j));
-}
-
-function sortOrder(A, n, key, desc, keep) {  // atom ids kept by `keep`, sorted by A[key]; nulls last, ties by id
-  const ids = []; for (let j = 0; j < n; j++) if (keep(j)) ids.push(j);
-  if (key === 'id') return desc ? ids.reverse() : ids;
-  const v = A[key], s = desc ? -1 : 1;
-  ids.sort((a, b) => { const x = v[a], y = v[b];
-    if (x === null) return y === null ? a - b : 1; if (y === null) return -1;
-    return x === y ? a - b : (x < y ? -s : s); });
-  return ids;
-}
-
-function placeTile(el, j, cols, w, h, scale) {  // show atom j's tile of a sprite sheet, scaled
-  const c = j % cols, r = Math.floor(j / cols);
-  el.style.width = (w * scale) + 'px'; el.style.height = (h * scale) + 'px';
-  el.style.backgroundSize = (cols * w * scale) + 'px auto';
-  el.style.backgroundPosition = (-c * w * scale) + 'px ' + (-r * h * scale) + 'px';
-}
-
-class Grid {  // a virtualised, keyboard-navigable grid of sprite tiles
-  constructor(el, o) {  // o: {cols, w, h, scale, sprite (class), label(j), onOpen(j)}
-    this.el = el; this.inner = $('.grid-inner', el); this.o = o; this.order = []; this.pool = new Map(); this.free = [];
-    this.cur = 0; this.sel = -1; this.cols = 1; this.tw = o.w * o.scale; this.step = this.tw + 4 + GAP; this.rowH = o.h * o.scale + 4 + CAP + GAP;
-    el.addEventListener('scroll', () => this.render(), {passive: true});
-    el.addEventListener('keydown', e => this.key(e));
-    el.addEventListener('click', e => { const t = e.target.closest('.tile'); if (!t) return; this.focus(+t.dataset.pos); o.onOpen(+t.dataset.atom); });
-    el.addEventListener('focus', e => { if (e.target === el && this.order.length && !el.contains(e.relatedTarget)) this.focus(this.cur); });  // from outside: to the current tile; Shift+Tab from a tile stops on the grid
-    el.addEventListener('focusin', e => { const t = e.target.closest ? e.target.closest('.tile') : null; if (t && +t.dataset.pos !== this.cur) this.setCur(+t.dataset.pos); });  // a tile focused any way becomes current
-    if (window.ResizeObserver) new ResizeObserver(() => this.layout()).observe(el); else addEventListener('resize', () => this.layout());
-  }
-  setOrder(order) { this.order = order; this.cur = 0; this.el.scrollTop = 0; this.clear(); this.layout(); }
-  relabel() { this.clear(); this.render(); }
-  clear() {
-    this.refocus = this.refocus || this.inner.contains(document.activeElement);  // the focused tile goes: focus the current one after the next render
-    for (const t of this.pool.values()) { t.remove(); this.free.push(t); } this.pool.clear();
-  }
-  setCur(p) { const old = this.pool.get(this.cur); if (old) old.tabIndex = -1; this.cur = p; const t = this.pool.get(p); if (t) t.tabIndex = 0; }
-  layout() {
-    const cols = Math.max(1, Math.floor((this.el.clientWidth - 2 * 16 + GAP) / this.step));
-    if (cols !== this.cols) { this.cols = cols; this.clear(); }
-    this.inner.style.height = Math.ceil(this.order.length / cols) * this.rowH + 'px'; this.render();
-  }
-  render() {
-    const st = this.el.scrollTop - PAD, n = this.order.length, c = this.cols;
-    const first = Math.max(0, Math.floor(st / this.rowH) - 2) * c;
-    const last = Math.min(n, (Math.ceil((st + this.el.clientHeight) / this.rowH) + 2) * c);
-    const cur = this.cur < n ? this.cur : -1;  // the current (focusable, perhaps focused) tile is never recycled, in view or not
-    for (const [p, t] of this.pool) if ((p < first || p >= last) && p !== cur) { t.remove(); this.pool.delete(p); this.free.push(t); }
-    const frag = document.createDocumentFragment(), add = p => { const t = this.free.pop() || this.make(); this.fill(t, p); this.pool.set(p, t); frag.appendChild(t); };
-    for (let p = first; p < last; p++) if (!this.pool.has(p)) add(p);
-    if (cur >= 0 && !this.pool.has(cur)) add(cur);
-    this.inner.appendChild(frag);
-    if (this.refocus) { this.refocus = false; const t = this.pool.get(cur); if (t) t.focus({preventScroll: true}); }
-  }
-  make() {
-    const t = document.createElement('div'); t.className = 'tile'; t.setAttribute('role', 'option');
-    const im = document.createElement('div'); im.className = 'im ' + this.o.sprite;
-    const cap = document.createElement('div'); cap.className = 'cap'; cap.innerHTML = '<span class="i"></span><span class="v"></span>';
-    t.append(im, cap); t.style.width = this.tw + 4 + 'px'; return t;
-  }
-  fill(t, p) {
-    const j = this.order[p], o = this.o, lab = o.label(j);
-    t.dataset.atom = j; t.dataset.pos = p; t.tabIndex = p === this.cur ? 0 : -1;
-    t.setAttribute('aria-setsize', this.order.length); t.setAttribute('aria-posinset', p + 1);
-    t.style.left = (p % this.cols) * this.step + 'px'; t.style.top = Math.floor(p / this.cols) * this.rowH + 'px';
-    placeTile(t.firstChild, j, o.cols, o.w, o.h, o.scale);
-    t.lastChild.firstChild.textContent = '#' + j; t.lastChild.lastChild.textContent = lab;
-    t.setAttribute('aria-label', 'atom ' + j + ', ' + o.labelName() + ' ' + lab);
-    t.setAttribute('aria-selected', j === this.sel ? 'true' : 'false'); t.classList.toggle('sel', j === this.sel);
-  }
-  select(j) { this.sel = j; for (const t of this.pool.values()) { const on = +t.dataset.atom === j; t.classList.toggle('sel', on); t.setAttribute('aria-selected', on ? 'true' : 'false'); } }
-  ensure(p) {
-    const top = Math.floor(p / this.cols) * this.rowH + PAD, el = this.el;
-    if (top < el.scrollTop) el.scrollTop = top - PAD;
-    else if (top + this.rowH > el.scrollTop + el.clientHeight) el.scrollTop = top + this.rowH - el.clientHeight + PAD;
-  }
-  focus(p) {
-    const n = this.order.length; if (!n) return;
-    p = Math.max(0, Math.min(n - 1, p));
-    this.setCur(p); this.ensure(p); this.render();
-    const t = this.pool.get(p); if (t) { t.tabIndex = 0; t.focus({preventScroll: true}); }
-  }
-  reveal(j) { const p = this.order.indexOf(j); if (p >= 0) this.focus(p); }
-  key(e) {
-    const n = this.order.length; if (!n) return;
-    const t = e.target.closest ? e.target.closest('.tile') : null;
-    let p = t ? +t.dataset.pos : this.cur; const c = this.cols, page = Math.max(1, Math.floor(this.el.clientHeight / this.rowH)) * c;
-    switch (e.key) {
-      case 'ArrowRight': p += 1; break; case 'ArrowLeft': p -= 1; break;
-      case 'ArrowDown': p += c; break; case 'ArrowUp': p -= c; break;
-      case 'PageDown': p += page; break; case 'PageUp': p -= page; break;
-      case 'Home': p = 0; break; case 'End': p = n - 1; break;
-      case 'Enter': case ' ': e.preventDefault(); this.cur = p; this.o.onOpen(this.order[p]); return;
-      default: return;
-    }
-    e.preventDefault(); this.focus(p);
-  }
-}
-
-function controls(M, grids, getA, names) {  // wire #sort, #order, #filter, #live-only and #count to one or more grids (named on the count)
-  const sortSel = $('#sort'), orderBtn = $('#order'), filt = $('#filter'), live = $('#live-only');
-  for (const s of M.sorts) { const o = new Option(s.label, s.key); o.title = s.desc; sortSel.add(o); }
-  sortSel.value = M.default_sort;
-  const st = {key: M.default_sort, desc: true};
-  const setDesc = d => { st.desc = d; orderBtn.textContent = d ? 'descending' : 'ascending'; orderBtn.setAttribute('aria-label', 'sort order: ' + orderBtn.textContent); };
-  setDesc(M.sorts.find(s => s.key === st.key).order === 'desc');
-  function update() {
-    const pred = parseFilter(filt.value);
-    $('#filter-msg').textContent = pred ? '' : 'use ids, ranges like 10-99, or lists like 3, 7';
-    if (!pred) return;
-    const parts = grids.map((g, i) => {
-      const A = getA(i), n = A.live.length;
-      const keep = live.checked ? (j => pred(j) && A.live[j] === 1) : pred;
-      const order = sortOrder(A, n, st.key, st.desc, keep); g.setOrder(order); return [order.length, n];
-    });
-    const c = $('#count'); c.dataset.shown = parts.map(p => p[0]).join(','); c.dataset.total = parts.map(p => p[1]).join(',');
-    c.textContent = parts.map((p, i) => (names ? names[i] + ': ' : '') + (p[0] === p[1] ? p[1] + ' atoms' : p[0] + ' of ' + p[1] + ' atoms')).join(' \u00b7 ');
-  }
-  sortSel.addEventListener('change', () => { st.key = sortSel.value; setDesc(M.sorts.find(s => s.key === st.key).order === 'desc'); update(); });
-  orderBtn.addEventListener('click', () => { setDesc(!st.desc); update(); });
-  filt.addEventListener('input', update); live.addEventListener('change', update);
-  return {st, update};
-}
-
-function initAtlas() {
-  const D = JSON.parse($('#atlas-data').textContent), IM = JSON.parse($('#atlas-images').textContent);
-  window.ATLAS = D;
-  const M = D.meta, A = D.atoms, n = M.n_atoms, H = M.res[0], W = M.res[1];
-  const tileScale = Math.max(1, Math.round(TILE / W)), big = Math.max(1, Math.floor(200 / W));
-  let cur = -1, head = 0, st;
-  const labelOf = j => fmt(st.key === 'id' ? j : A[st.key][j]);
-  const grid = new Grid($('#grid'), {cols: M.sprite_cols, w: W, h: H, scale: tileScale, sprite: 'sp-fire', label: labelOf,
-    labelName: () => M.sorts.find(s => s.key === st.key).label, onOpen: open});
-  const ctl = controls(M, [grid], () => A); st = ctl.st;
-  const headSel = $('#head'); let headAuto = true;  // auto: show the head where the atom's drop is largest
-  headSel.add(new Option('auto: head of the largest drop', -1));
-  M.heads.forEach((h, i) => headSel.add(new Option(i + ': ' + h + (M.change_heads.includes(i) ? '' : ' (no change map)'), i)));
-  headSel.addEventListener('change', () => { headAuto = +headSel.value < 0; if (cur >= 0) { head = headAuto ? A.drop_head[cur] : +headSel.value; draw(cur); } });
-  $('#alpha').addEventListener('input', () => { const a = $('#alpha').value / 100; $('#fire-ov').style.opacity = a; $('#chg-ov').style.opacity = a; });
-  for (const v of ['#fire-view', '#chg-view']) { $(v).style.width = W * big + 2 + 'px'; $(v).style.height = H * big + 2 + 'px'; }
-  for (const v of ['#fire-bg', '#chg-bg']) { $(v).width = W * big; $(v).height = H * big; }
-  $('#fire-ov').style.opacity = $('#chg-ov').style.opacity = 0.85;
-
-  function draw(j) {
-    $('#fire-bg').src = $('#chg-bg').src = 'data:image/png;base64,' + IM.images[head];
-    placeTile($('#fire-ov'), j, M.sprite_cols, W, H, big);
-    $('#fire-max').textContent = fmt(A.fmax[j]);
-    const ci = M.change_heads.indexOf(head), ov = $('#chg-ov'), msg = $('#chg-msg');
-    if (ci >= 0) { ov.className = 'ov sp-chg-' + ci; ov.hidden = false; placeTile(ov, j, M.sprite_cols, W, H, big); msg.hidden = true; $('#chg-max').textContent = fmt(A.cmax[j]); }
-    else { ov.hidden = true; msg.hidden = false; msg.textContent = 'change maps are embedded for heads ' + M.change_heads.join(', ') + ' only'; $('#chg-max').textContent = '\u2013'; }
-    drops(j);
-  }
-  function drops(j) {
-    const d = A.drop[j], N = d.length, Wd = 420, L = 150, R = 64, rh = 18;
-    let m = 0; for (const v of d) if (v !== null && Math.abs(v) > m) m = Math.abs(v);
-    const neg = d.some(v => v !== null && v < 0), span = neg ? (Wd - L - R) / 2 : Wd - L - R, x0 = neg ? L + span : L;
-    let s = '<svg width="' + Wd + '" height="' + (N * rh + 4) + '" role="img" aria-label="PSNR drop per head">';
-    d.forEach((v, i) => {
-      const y = i * rh + 2, w = m > 0 && v !== null ? Math.abs(v) / m * span : 0, x = v < 0 ? x0 - w : x0;
-      const name = M.heads[i].length > 20 ? M.heads[i].slice(0, 19) + '\u2026' : M.heads[i];
-      s += '<g data-head="' + i + '" class="' + (i === head ? 'on' : '') + '"><title>' + esc(M.heads[i]) + ': spliced PSNR ' + fmt(M.psnr_spliced[i]) + ' dB, drop ' + fmt(v) + ' dB (with error term ' + fmt(A.drop_err[j][i]) + ' dB)</title>'
-        + '<text x="' + (L - 6) + '" y="' + (y + 12) + '" text-anchor="end">' + i + ': ' + esc(name) + '</text>'
-        + '<rect x="' + x + '" y="' + (y + 3) + '" width="' + Math.max(w, 1) + '" height="' + (rh - 6) + '"></rect>'
-        + '<text x="' + (Wd - R + 6) + '" y="' + (y + 12) + '">' + fmt(v) + '</text></g>';
-    });
-    s += '<line class="axis" x1="' + x0 + '" x2="' + x0 + '" y1="0" y2="' + (N * rh + 4) + '"></line></svg>';
-    $('#drops').innerHTML = s;
-  }
-  $('#drops').addEventListener('click', e => { const g = e.target.closest('g[data-head]'); if (!g) return; head = +g.dataset.head; headAuto = false; headSel.value = head; draw(cur); });
-  function thumb(cls, j, cols, w, h, label, target) {
-    const b = document.createElement('button'); b.type = 'button';
-    const im = document.createElement('div'); im.className = 'im ' + cls; placeTile(im, j, cols, w, h, Math.max(1, Math.round(40 / w)));
-    const s = document.createElement('span'); s.textContent = label; b.append(im, s);
-    if (target !== null) { b.addEventListener('click', () => { open(target); grid.reveal(target); }); b.setAttribute('aria-label', 'open atom ' + target + ' (' + label + ')'); }
-    else b.disabled = true;
-    return b;
-  }
-  function open(j) {
-    if (!(j >= 0 && j < n)) return;
-    cur = j; grid.select(j);
-    $('#detail-empty').hidden = true; $('#detail-body').hidden = false;
-    $('#detail-atom').textContent = j; $('#detail-live').textContent = A.live[j] ? '' : '(dead: never fires on the grid)';
-    $('#detail-drop').textContent = fmt(A.drop_max[j]); $('#detail-drop-head').textContent = 'head ' + A.drop_head[j] + ': ' + M.heads[A.drop_head[j]];
-    for (const td of document.querySelectorAll('#nums td[id]')) td.textContent = fmt(A[td.id.slice(2)][j]);
-    $('#detail-status').textContent = 'Atom ' + j + (A.live[j] ? '' : ' (dead)') + ': largest drop ' + fmt(A.drop_max[j]) + ' dB on head ' + A.drop_head[j];  // the one line announced
-    if (headAuto) head = A.drop_head[j];
-    draw(j);
-    const nn = $('#nn'); nn.textContent = '';
-    A.nn[j].forEach((k, i) => nn.appendChild(thumb('sp-fire', k, M.sprite_cols, W, H, '#' + k + ' cos ' + fmt(A.nn_cos[j][i]), k)));
-    const mt = $('#match'); mt.textContent = '';
-    if (!M.match) mt.innerHTML = '<p class="hint">' + esc(M.match_note || 'No matching for this dictionary.') + '</p>';
-    else if (A.match[j] < 0 && !A.match_live[j]) mt.innerHTML = '<p class="hint" id="detail-unmatched" data-reason="constant">No partner: the atom is constant (dead) on the common ' + M.match.grid[0] + '&times;' + M.match.grid[1] + ' grid, so it was left out of the matching.</p>';
-    else if (A.match[j] < 0) mt.innerHTML = '<p class="hint" id="detail-unmatched" data-reason="surplus">Unmatched: the matching is one-to-one and the ' + esc(M.match.cohort) + ' dictionary has fewer live atoms on the common ' + M.match.grid[0] + '&times;' + M.match.grid[1] + ' grid (' + M.match.n_live_other + ' against ' + M.match.n_live + ' here), so ' + M.match.n_matched + ' of the ' + M.match.n_live + ' live atoms here have a partner and this one is not among them.</p>';
-    else {
-      const r = document.createElement('div'); r.className = 'row';
-      r.appendChild(thumb('sp-match', j, M.sprite_cols, M.match.grid[1], M.match.grid[0], '#' + A.match[j], null));
-      const p = document.createElement('p'); p.innerHTML = 'Atom <b>#' + A.match[j] + '</b> of the ' + esc(M.match.cohort) + ' dictionary (seed ' + M.match.seed + '), firing-map correlation r = <b id="detail-match-corr">' + fmt(A.match_corr[j]) + '</b> on the common ' + M.match.grid[0] + '&times;' + M.match.grid[1] + ' grid (median over matched atoms ' + fmt(M.match.median_corr) + ').';
-      r.appendChild(p); mt.appendChild(r);
-    }
-    history.replaceState(null, '', '#atom=' + j);
-  }
-  window.ATLAS.open = open;
-  ctl.update();
-  const m = location.hash.match(/atom=(\d+)/);
-  if (m) { open(+m[1]); grid.reveal(+m[1]); }
-}
-
-function initCompare() {
-  const D = JSON.parse($('#atlas-data').textContent); window.ATLAS = D;
-  const grids = D.panes.map((P, i) => {
-    const M = P.meta, W = M.res[1], H = M.res[0], A = P.atoms;
-    return new Grid($('#grid-' + i), {cols: M.sprite_cols, w: W, h: H, scale: Math.max(1, Math.round(TILE / W)), sprite: 'sp-' + i,
-      label: j => fmt(st.key === 'id' ? j : A[st.key][j]), labelName: () => D.meta.sorts.find(s => s.key === st.key).label,
-      onOpen: j => { location.href = P.href + '#atom=' + j; }});
-  });
-  const ctl = controls(D.meta, grids, i => D.panes[i].atoms, D.panes.map(P => P.meta.backbone_label)), st = ctl.st;
-  ctl.update();
-}
-
-document.addEventListener('DOMContentLoaded', () => {
-  const page = document.body.dataset.page;
-  if (page === 'atlas') initAtlas(); else if (page === 'compare') initCompare();
-});
-"""
 
 # %% ../nbs/10_atlas.ipynb #d3626af5
 def _fill(template:str, **kw): # `{{NAME}}` -> value
@@ -725,21 +356,6 @@ def read_atlas(path): # an atlas or comparison page
     return out
 
 # %% ../nbs/10_atlas.ipynb #25c4d83a
-COMPARE_HTML = page_head('compare') + r"""<div class="controls">
- <label>Sort both by <select id="sort"></select></label>
- <button id="order" type="button" aria-label="sort order: descending">descending</button>
- <label>Filter <input id="filter" type="text" placeholder="id, 10-99, 3,7" aria-describedby="filter-msg" autocomplete="off"></label>
- <span id="filter-msg" class="bad" role="status"></span>
- <label><input id="live-only" type="checkbox"> live atoms only</label>
- <span id="count" class="count" aria-live="polite"></span>
- <span class="legend">firing map: <span>0</span><span class="bar" style="background:{{MAGMA}}"></span><span>atom's max</span></span>
-</div>
-<div class="panes">{{PANES}}</div>
-<script type="application/json" id="atlas-data">{{DATA}}</script>
-<script>{{JS}}</script>
-</body></html>
-"""
-
 SUMMARY = [('area', 'active area'), ('entropy', 'entropy'), ('rg', 'r_g'), ('components', 'components'),
            ('ct_diff', 'contour tracing'), ('drop_max', "atom's largest drop (dB)")]  # medians over live atoms on the comparison page and index
 
@@ -769,31 +385,6 @@ def render_compare(datas:list, # `atlas_data` results of one cohort and depth (e
                  MAGMA=gradient_css('magma'), PANES=''.join(panes), DATA=_json_script(data), JS=ATLAS_JS)
 
 # %% ../nbs/10_atlas.ipynb #caac9049
-INDEX_HTML = page_head('index', sprites=False, nav=False) + r"""<div class="doc">
-<p>One page per SAE dictionary (cohort, backbone, decomposed depth). Each shows every atom as a firing-map tile (its code over the
-cohort's pixel grid, scaled to its own maximum, magma colours); sort by mean activation, active area, spatial entropy, radius of
-gyration, contour correlation or largest ablation drop, filter by id or range, and click (or press Enter on) a tile for the atom's
-detail: the firing map over a cohort image, the ablation change map on that image, the PSNR drop per head, its localisation numbers,
-its nearest atoms by decoder cosine similarity and, where the cross-cohort matching exists, its partner in the other dictionary.
-The comparison pages put the SIREN and FFMLP dictionaries of a cohort and depth side by side.</p>
-<h2>Dictionaries</h2>
-<div class="wide"><table class="pages"><thead><tr><th>page</th><th>cohort</th><th>backbone</th><th>depth</th><th>atoms</th><th>live</th>{{SUMHEAD}}<th>largest drop, dB (atom)</th><th>matched to</th><th>size</th></tr></thead>
-<tbody>{{ROWS}}</tbody></table></div>
-{{COMPARE}}
-<h2>Where the numbers come from</h2>
-<ul>
-<li>Firing maps, localisation (active area, entropy, radius of gyration, components, centroid, peak) and contour correlation: the trained
-SAE (<code>sae.sae_model</code>) on the cohort's own pixel grid, computed as in the <code>atom_localisation</code> figure.</li>
-<li>PSNR drops: the cached all-atom ablation scan (<code>atoms.ablation_scan</code>), variant A (no SAE error term) unless labelled
-otherwise, as in the <code>ablation</code> figure. Change maps: |ablated &minus; spliced| on the image, computed exactly on each atom's support.</li>
-<li>Matching: <code>atoms.match_dictionaries</code> on the common grid against the other cohort's dictionary{{CROSS}}.</li>
-<li>Numbers are rounded to 4 significant digits; the browser only displays, sorts and filters them.</li>
-</ul>
-<p class="hint">{{FOOT}}</p>
-</div>
-</body></html>
-"""
-
 def render_index(pages:list, # rows: dicts with `file`, `meta`, `mb`
                  compares:list, # rows: dicts with `file`, `cohort`, `depth`, `mb`
                  profile:str, # settings profile
@@ -886,43 +477,3 @@ def build_atlases(cfg:Config, # the experiment (profile settings)
     for n in pruned: (out/n).unlink()
     return dict(index=idx, out_dir=out, pages=pages, compares=compares, seconds=round(time.time() - t0, 1), pruned=pruned,
                 over_budget=[r['file'] for r in pages + compares if r['mb'] > budget_mb])
-
-# %% ../nbs/10_atlas.ipynb #fcab70e0
-def _job_cross_seed(profile:str): # settings profile
-    "The `cross_seed` the regeneration table gives the atom_localisation job for `profile` (0 if none)."
-    try:
-        from cohort_inrs.pipeline import jobs_for  # the job table is downstream of this module: looked up at run time
-        return int(jobs_for(profile, 'atom_localisation')[0].params(profile).get('cross_seed', 0))
-    except (ImportError, ValueError, IndexError): return 0
-
-def cmd_atlas(args): # parsed `cohort-inrs atlas` arguments
-    "Write the atlas pages for the chosen profile, cohorts, backbones and depths."
-    from cohort_inrs.cli import _config_from_args
-    cfg = _config_from_args(args)
-    cross = args.cross_seed if args.cross_seed is not None else _job_cross_seed(cfg.profile)
-    if cross < 0: raise ValueError(f"--cross-seed must be >= 0, got {cross}.")
-    res = build_atlases(cfg, args.cohort, args.backbone, args.depth, args.out_dir, cross_seed=cross,
-                        n_change_heads=args.change_heads, force=args.force)
-    for r in res['pages'] + res['compares']: print(f"{r['mb']:6.2f} MB  {r['path']}")
-    print(f"index: {res['index']}  ({len(res['pages'])} pages, {res['seconds']} s)")
-    if res['over_budget']: print(f"above the 15 MB budget: {', '.join(res['over_budget'])}")
-    return 0
-
-def add_atlas_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
-    "Register `cohort-inrs atlas`; returns its parser."
-    from cohort_inrs.cli import _common
-    p = subparsers.add_parser('atlas', help='write the atom atlas: one self-contained HTML page per SAE dictionary, plus an index',
-                              description='Write one self-contained HTML page per SAE dictionary (every atom: firing map, ablation change '
-                                          'maps, PSNR drops, localisation, decoder neighbours, cross-cohort match) into figures/<profile>/atlas/, '
-                                          'SIREN-vs-FFMLP comparison pages and index.html. Reads the cached artifacts; builds missing ones.')
-    _common(p)
-    p.add_argument('--cohort', action='append', metavar='NAME', help="cohort spec; repeatable (default: the profile's cohorts)")
-    p.add_argument('--backbone', action='append', choices=sorted(BACKBONE_LABELS), help='backbone; repeatable (default: both)')
-    p.add_argument('--depth', action='append', type=int, metavar='L', help="decomposed layer; repeatable (default: the profile's SAE depths)")
-    p.add_argument('--out-dir', metavar='DIR', help='output folder (default: figures/<profile>/atlas/ under the repository root)')
-    p.add_argument('--cross-seed', type=int, default=None, metavar='N',
-                   help="seed offset of the matched cohort's dictionaries (default: as the profile's atom_localisation job)")
-    p.add_argument('--change-heads', type=int, default=10, metavar='N', help='heads whose ablation change maps are embedded (default 10)')
-    p.add_argument('--force', action='store_true', help='retrain the SAEs and recompute the scans even when cached')
-    p.set_defaults(func=cmd_atlas)
-    return p

@@ -4,21 +4,22 @@
 
 # %% ../nbs/08_pipeline.ipynb #62bf04cc
 from __future__ import annotations
-import argparse, concurrent.futures as cf, datetime, hashlib, logging, multiprocessing as mp, sys, time
+import argparse, concurrent.futures as cf, contextlib, datetime, hashlib, logging, multiprocessing as mp, os, re, shutil, sys, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from tqdm import tqdm
 from .config import PROFILES, get_config, parse_overrides
 from .store import save_json, load_json, atomic_path
 from .plots import repo_root, figure_dir, provenance
+from .launch import need, parse_kv
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'VERDICTS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params',
-           'run_job', 'describe', 'failures', 'regenerate', 'estimate_flops', 'cost_message', 'sha256',
-           'write_manifest', 'Claim', 'measure_claim', 'claims_report', 'cmd_regenerate', 'add_regenerate_parser',
-           'regenerate_cli']
+           'kernel_config', 'JobStatus', 'job_status', 'run_job', 'describe', 'failures', 'regenerate',
+           'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'measure_claim', 'claims_report',
+           'cmd_regenerate', 'add_regenerate_parser', 'regenerate_cli']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -104,10 +105,59 @@ def _rel(p): # a path
         except ValueError: pass
     return str(p)
 
-def _need(module:str, extra:str): # module to import, and the extra of `cohort-inrs` that installs it
-    "Import `module`, or fail with the install command."
-    try: return __import__(module)
-    except ImportError: raise ImportError(f"{module} is needed here: pip install 'cohort-inrs[{extra}]' (or pip install {module}).") from None
+# %% ../nbs/08_pipeline.ipynb #66ad44bb
+def kernel_config():
+    "Settings for the notebooks' kernels: CurveZMQ-encrypted transport where supported (else IPC sockets on POSIX), kernel log lines off."
+    import zmq
+    from traitlets.config import Config
+    from jupyter_client.manager import KernelManager
+    if KernelManager.class_traits().get('transport_encryption') is not None and zmq.has('curve'): km = {'transport_encryption': 'auto'}
+    else: km = {'transport': 'ipc'} if os.name == 'posix' else {}
+    return Config({'KernelManager': km, 'NotebookClient': {'extra_arguments': ['--IPKernelApp.log_level=CRITICAL']}})
+
+# %% ../nbs/08_pipeline.ipynb #df41e0e5
+_ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
+
+class JobStatus:
+    "A file-like sink for a running notebook's stdout and stderr: its latest line becomes the postfix of the job's bar."
+    def __init__(self, bar, # papermill's per-cell tqdm bar
+                 every:float=0.5): # seconds between redraws
+        self.bar, self.every, self.last = bar, every, 0.
+    def write(self, text:str): # a chunk of the notebook's output
+        "Show the chunk's last non-empty line (after any carriage return) on the bar."
+        lines = [l.strip() for l in re.split(r'[\r\n]', _ANSI.sub('', text)) if l.strip()]
+        if not lines: return
+        room = max(20, shutil.get_terminal_size((120, 20)).columns - len(self.bar.desc) - 30)
+        line = lines[-1] if len(lines[-1]) <= room else lines[-1][:room - 3] + '...'
+        now = time.monotonic(); draw = now - self.last >= self.every
+        self.bar.set_postfix_str(line, refresh=draw)
+        if draw: self.last = now
+    def flush(self): pass
+    @contextlib.contextmanager
+    def ticking(self):
+        "Redraw the bar every `every` seconds while the block runs, so its clock moves during a silent cell."
+        done = threading.Event()
+        def tick():
+            while not done.wait(self.every): self.bar.refresh()
+        t = threading.Thread(target=tick, daemon=True); t.start()
+        try: yield self
+        finally: done.set(); t.join()
+
+def job_status(name:str, # the job's name, the bar's label
+               progress:bool=True): # False: no bar, no engine (papermill's defaults)
+    "`execute_notebook` arguments: a per-cell bar labelled `name` that also shows the notebook's latest output line."
+    if not progress: return dict(progress_bar=False)
+    from papermill.engines import NBClientEngine, papermill_engines
+    every = 0.5 if sys.stderr.isatty() else 30.
+    class StatusEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kw):
+            if not nb_man.pbar: return super().execute_managed_notebook(nb_man, kernel_name, **kw)
+            st = JobStatus(nb_man.pbar, every)
+            with st.ticking(): return super().execute_managed_notebook(nb_man, kernel_name, **(kw | dict(stdout_file=st, stderr_file=st)))
+    papermill_engines.register('cohort-inrs', StatusEngine)
+    return dict(engine_name='cohort-inrs', progress_bar=dict(desc=name, leave=False, mininterval=every,
+                                                                bar_format='{desc}: cell {n_fmt}/{total_fmt} [{elapsed}]{postfix}'))
 
 # %% ../nbs/08_pipeline.ipynb #0672e5b3
 def _result(job:Job, nb:Path, profile:str, out:Path, **kw):
@@ -134,14 +184,15 @@ def run_job(job:Job, # the job to run
             extra_params:dict|None=None, # more parameters; a warning for those the notebook lacks
             optional_params:dict|None=None, # parameters passed only to notebooks declaring them (`cohorts`, `force`)
             timeout:float|None=None, # per-cell timeout in seconds; None = no limit
-            quiet:bool=False): # record warnings in the result without logging them
+            quiet:bool=False, # record warnings in the result without logging them
+            progress:bool=False): # show a bar of the notebook's cells with its latest output line (see `job_status`)
     "Execute `job`'s notebook with papermill; returns a result dict (`status` ok/failed/skipped), never raises for the notebook."
     nb, out = job.path(), figure_dir(profile, out_root)
     runs = Path(runs_root) if runs_root else repo_root()/'runs'/profile
     if not nb.exists():
         return _result(job, nb, profile, out, status='skipped', message=f"{job.name}: skipped, {_rel(nb)} does not exist yet "
                        f"(add the notebook, or leave the job out with --only).")
-    pm = _need('papermill', 'dev')
+    pm = need('papermill', 'dev')
     from papermill.exceptions import PapermillExecutionError
     if not _has_parameters_cell(nb):
         return _result(job, nb, profile, out, message=f"{job.name}: {_rel(nb)} has no cell tagged `parameters`; papermill would run "
@@ -154,7 +205,7 @@ def run_job(job:Job, # the job to run
     runs.mkdir(parents=True, exist_ok=True); executed = runs/f'{job.name}.ipynb'
     start, t0, error = time.time(), time.perf_counter(), None
     try: pm.execute_notebook(str(nb), str(executed), parameters=passed, cwd=str(nb.parent), kernel_name='python3',
-                             progress_bar=False, execution_timeout=timeout)
+                             execution_timeout=timeout, config=kernel_config(), **job_status(job.name, progress))
     except PapermillExecutionError as e: error = dict(cell_index=e.cell_index, exec_count=e.exec_count, ename=e.ename, evalue=e.evalue)
     except Exception as e: error = dict(cell_index=None, exec_count=None, ename=type(e).__name__, evalue=str(e))
     wall = round(time.perf_counter() - t0, 2)
@@ -177,7 +228,7 @@ def describe(r:dict): # a result from `run_job`
 # %% ../nbs/08_pipeline.ipynb #588db927
 def _safe_run(kw:dict):
     "`run_job(**kw)`, turning anything unexpected (an unreadable notebook, a missing kernel) into a failed result."
-    try: return run_job(**kw, quiet=True)
+    try: return run_job(**kw, quiet=True)  # `progress` comes in `kw`
     except Exception as e:
         j = kw['job']; out = Path(kw.get('out_root') or '.')
         r = _result(j, j.path(), kw.get('profile', ''), out, error=dict(cell_index=None, exec_count=None, ename=type(e).__name__, evalue=str(e)))
@@ -216,7 +267,7 @@ def _run_local(kws:list, jobs:int, bar):
 # %% ../nbs/08_pipeline.ipynb #f1d6ed98
 def _run_submitit(kws:list, folder:Path, cluster:str|None, jobs:int, params:dict|None, bar):
     "Run the jobs as one submitit job array; results in input order."
-    submitit = _need('submitit', 'slurm')
+    submitit = need('submitit', 'slurm')
     ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     p = dict(name='cohort-inrs', timeout_min=240)
     if ex.cluster == 'slurm':
@@ -250,21 +301,22 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
                timeout:float|None=None, # per-cell timeout in seconds
                submitit_params:dict|None=None, # extra `update_parameters` for submitit
                report:bool=True, # write the manifest and the claims report afterwards
-               progress:bool=True, # show the tqdm bar
+               progress:bool=True, # the overall bar, and each job's status line when jobs run one at a time here
                sets=None): # config overrides for every notebook: `['train.steps=200', ...]` or `'a.b=1;c.d=2'`
     "Run the figure notebooks for `profile`; returns one result per job (see `run_job`)."
     sel = jobs_for(profile, only, table)
     if executor not in ('local', 'submitit'): raise ValueError(f"Unknown executor {executor!r}; use 'local' or 'submitit'.")
     if table is None and progress: _log.info(cost_message(get_config(profile, **parse_overrides(sets)), device))
-    _need('papermill', 'dev')
+    need('papermill', 'dev')
     out = figure_dir(profile, out_dir); runs = Path(runs_dir) if runs_dir else repo_root()/'runs'/profile
     opt = {'force': bool(force)}
     if cohorts: opt['cohorts'] = ','.join(s.strip() for s in cohorts.split(',') if s.strip())
     if sets:
         ov = parse_overrides(sets); get_config(profile, **ov)  # unknown fields fail here, before any notebook runs
         opt['overrides'] = ';'.join(f'{k}={v}' for k, v in ov.items())
-    kws = [dict(job=j, profile=profile, device=device, out_root=str(out), runs_root=str(runs), optional_params=opt, timeout=timeout)
-           for j in sel]
+    here = progress and executor == 'local' and (jobs <= 1 or len(sel) <= 1)  # jobs run one at a time in this process show their cells
+    kws = [dict(job=j, profile=profile, device=device, out_root=str(out), runs_root=str(runs), optional_params=opt, timeout=timeout,
+                progress=here) for j in sel]
     todo = [i for i, kw in enumerate(kws) if kw['job'].path().exists()]
     from tqdm.contrib.logging import logging_redirect_tqdm
     console = [l for l in (logging.getLogger(), _log) if l.handlers]  # route configured log lines around the bar
@@ -460,17 +512,6 @@ def _regenerate_args(p:argparse.ArgumentParser):
                    help='override a config field in every notebook; repeatable, e.g. --set data.channels=3 --set train.steps=200')
     return p
 
-def _kv(items): # `KEY=VALUE` strings
-    "Parse `KEY=VALUE` strings into a dict; values are Python literals when they parse, else strings."
-    import ast
-    d = {}
-    for it in items or []:
-        if '=' not in it: raise ValueError(f"--submitit-param expects KEY=VALUE, got {it!r}")
-        k, v = it.split('=', 1)
-        try: d[k.strip()] = ast.literal_eval(v.strip())
-        except (ValueError, SyntaxError): d[k.strip()] = v.strip()
-    return d
-
 def _setup_logging():
     "Show the pipeline's INFO lines on stderr once (the library itself never configures logging)."
     if not _log.handlers:
@@ -483,7 +524,7 @@ def cmd_regenerate(args): # parsed `regenerate` arguments
     _setup_logging()
     try:
         rs = regenerate(args.profile, args.only, args.cohorts, args.jobs, args.device, args.force, args.executor,
-                        args.out_dir, cluster=args.cluster, timeout=args.timeout, submitit_params=_kv(args.submitit_param), sets=args.set)
+                        args.out_dir, cluster=args.cluster, timeout=args.timeout, submitit_params=parse_kv(args.submitit_param), sets=args.set)
     except (ValueError, ImportError, RuntimeError, NameError) as e:  # bad flags, missing extra, no SLURM, bad submitit key
         print(f"cohort-inrs regenerate: error: {e}", file=sys.stderr); return 2
     bad = failures(rs)

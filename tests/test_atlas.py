@@ -1,14 +1,17 @@
 """The atom atlas: its pages hold the same numbers as the figures' artifacts, its sprites decode to the
-firing and change maps, bad arguments get clear errors, and the pages work in a real browser
-(Debian's Chromium driven headless by Playwright; nothing downloads a browser)."""
-import argparse, contextlib, io, json, os, shutil
+firing and change maps, bad arguments get clear errors, its asset files (package data) parse, and the
+pages work in a real browser (Debian's Chromium driven headless by Playwright; nothing downloads a browser)."""
+import argparse, contextlib, io, json, os, re, shutil, subprocess
+from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 import numpy as np, pytest, torch
 from cohort_inrs.config import get_config
 from cohort_inrs.sae import sae_model, sae_reconstruct
 from cohort_inrs.fit import to_image
 from cohort_inrs.atoms import ablation_scan, firing_maps, firing_pairs, maps_from_pairs, localisation, summarise, contour_tracing
-from cohort_inrs.atlas import (build_atlases, read_atlas, add_atlas_parser, atlas_data, page_name, compare_name, png_decode, sig)
+from cohort_inrs.atlas import (build_atlases, read_atlas, atlas_data, page_name, compare_name, png_decode, sig, asset)
+from cohort_inrs.cli import add_atlas_parser
 
 CHROMIUM = '/usr/bin/chromium'
 CHROME_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -156,6 +159,94 @@ def test_cli_writes_pages(tmp_path):
     with contextlib.redirect_stdout(out): assert args.func(args) == 0
     assert (tmp_path/'a'/'digits-ffmlp-l2.html').exists() and (tmp_path/'a'/'index.html').exists()
     assert 'digits-ffmlp-l2.html' in out.getvalue() and 'MB' in out.getvalue()
+
+# ---------------------------------------------------------------- the page assets (package data)
+
+ASSETS = ('atlas.css', 'atlas.js', 'atlas.html', 'compare.html', 'index.html')
+ROOT = Path(__file__).resolve().parent.parent
+
+def test_assets_are_package_data():
+    "Every asset is read through importlib.resources from the installed package, and the wheel ships them."
+    static = resources.files('cohort_inrs')/'static'
+    assert sorted(p.name for p in static.iterdir() if p.name in ASSETS) == sorted(ASSETS)
+    for name in ASSETS: assert asset(name) == (static/name).read_text(encoding='utf-8') and asset(name).strip()
+    pyproject = (ROOT/'pyproject.toml').read_text()
+    assert re.search(r'^\[tool\.setuptools\.package-data\]\ncohort_inrs = \[[^\]]*"static/\*"', pyproject, re.M), 'pyproject.toml must ship static/*'
+
+def _js_problem(src:str):
+    "A structural check of JavaScript without a JS engine: (), [], {} balance, skipping comments, strings and regex literals; the problem or None."
+    pairs, stack, i, n, prev, word = {')': '(', ']': '[', '}': '{'}, [], 0, len(src), '', ''
+    while i < n:
+        c = src[i]
+        if c.isspace(): i += 1; continue
+        if src.startswith('//', i): j = src.find('\n', i); i = n if j < 0 else j; continue
+        if src.startswith('/*', i):
+            j = src.find('*/', i + 2)
+            if j < 0: return f'unclosed comment at {i}'
+            i = j + 2; continue
+        if c in '"\'`' or (c == '/' and (prev in '(,=:[!&|?{};+-*%<>~^' or word in ('return', 'typeof', 'case'))):
+            j, in_class = i + 1, False  # a string, or a regex literal where a value is expected
+            while j < n and (src[j] != c or in_class):
+                if src[j] == '\\': j += 1
+                elif c == '/' and src[j] in '[]': in_class = src[j] == '['
+                elif c != '`' and src[j] == '\n': return f'unterminated literal at {i}: {src[i:i + 40]!r}'
+                j += 1
+            if j >= n: return f'unterminated literal at {i}'
+            i, prev, word = j + 1, 'a', ''; continue
+        if c in '([{': stack.append((c, i))
+        elif c in ')]}':
+            if not stack or stack[-1][0] != pairs[c]: return f'unbalanced {c!r} at {i}: {src[max(0, i - 40):i + 1]!r}'
+            stack.pop()
+        m = re.match(r'[A-Za-z_$][\w$]*|\d[\w.]*', src[i:])
+        if m: word, prev = m.group(0), 'a'; i += len(m.group(0)); continue
+        prev, word = c, ''; i += 1
+    return f'unclosed {stack[-1][0]!r} at {stack[-1][1]}' if stack else None
+
+def test_js_parses():
+    src = asset('atlas.js')
+    assert _js_problem(src) is None, _js_problem(src)
+    assert _js_problem('if (a) { x = /[)}]/.test(s) / 2; }') is None and _js_problem('f(a, "b)", [1, 2]') is not None
+    assert _js_problem('const s = "a" + (b / c); }') is not None
+    node = shutil.which('node')
+    if node:  # a real parse where Node is installed
+        path = resources.files('cohort_inrs')/'static'/'atlas.js'
+        with resources.as_file(path) as f: r = subprocess.run([node, '--check', str(f)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+def test_css_braces_balance():
+    css = re.sub(r'/\*.*?\*/', '', asset('atlas.css'), flags=re.S)
+    depth = 0
+    for c in re.sub(r'"[^"]*"|\'[^\']*\'', '', css):
+        depth += (c == '{') - (c == '}'); assert depth >= 0
+    assert depth == 0 and css.count('{') > 50
+
+VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr'}
+
+class _Tags(HTMLParser):
+    "Checks that every element is closed, in order (void elements excepted)."
+    def __init__(self): super().__init__(); self.stack, self.errors = [], []
+    def handle_starttag(self, tag, attrs):
+        if tag not in VOID: self.stack.append((tag, self.getpos()))
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1][0] != tag: self.errors.append(f"</{tag}> at {self.getpos()} closes {self.stack[-1] if self.stack else 'nothing'}")
+        else: self.stack.pop()
+
+def _tag_errors(text):
+    p = _Tags(); p.feed(text); p.close()
+    return p.errors + [f'<{t}> at {pos} never closed' for t, pos in p.stack]
+
+def test_html_templates_balance(built):
+    heads = []
+    for name in ('atlas.html', 'compare.html', 'index.html'):
+        t = asset(name)
+        assert _tag_errors(t) == [], (name, _tag_errors(t))
+        assert t.startswith('<!doctype html>') and '</head><body data-page="' + name.split('.')[0] + '">' in t
+        heads.append(t[:t.index('<style>{{CSS}}</style>')])
+    assert len(set(heads)) == 1  # the three templates share their head
+    assert _tag_errors('<div><p>x</div>') != [] and _tag_errors('<div><img src=x><br></div>') == []
+    for r in built['small']['pages'][:1] + built['small']['compares'][:1]:  # the rendered pages too
+        assert _tag_errors(r['path'].read_text()) == [], r['file']
+    assert _tag_errors((built['small']['out_dir']/'index.html').read_text()) == []
 
 # ---------------------------------------------------------------- the browser test
 
