@@ -66,3 +66,27 @@ def test_readme_command_lines_parse():
         if '--help' in c: continue  # prints help and exits 0
         try: p.parse_args(c)
         except SystemExit as e: raise AssertionError(f"README command does not parse: cohort-inrs {' '.join(c)}") from e
+
+def test_train_names_each_step(capsys):
+    "`cohort-inrs train` says what it is doing before each step, with the time since the start; --quiet keeps only the results."
+    args = ['train', '--profile', 'smoke', '--cohorts', 'digits', '--backbones', 'siren', '--sweep']
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert all(l.startswith('[0:00:') for l in out), out
+    steps = [l.split('] ', 1)[1] for l in out]
+    assert steps[:3] == ['smoke profile, 1 process', 'siren digits: cohort INR ...', steps[2]] and steps[2].startswith('siren digits: cohort INR ')
+    assert 'siren digits: freeze sweep ...' in steps and steps[-1].startswith('siren digits freeze sweep: done')
+    assert main(args + ['--quiet']) == 0
+    quiet = [l.split('] ', 1)[1] for l in capsys.readouterr().out.splitlines()]
+    assert not any(l.endswith(' ...') for l in quiet) and len(quiet) == 3, quiet
+
+def test_setup_scripts():
+    "The fresh-machine scripts parse, and CI runs the same setup and test command as the README."
+    root = Path(__file__).resolve().parent.parent
+    for f in ('tools/setup', 'tools/regenerate', 'tools/test', '.ci/run'):
+        p = root/f; assert p.stat().st_mode & 0o111, f"{f} is not executable"
+        r = subprocess.run(['bash', '-n', str(p)], capture_output=True, text=True); assert r.returncode == 0, (f, r.stderr)
+    ci = (root/'.ci'/'run').read_text()
+    assert 'tools/setup' in ci and ci.rstrip().endswith('tools/test') and 'nbdev-clean' in ci and 'nbdev-export' in ci
+    assert 'python -m pytest -q' in (root/'tools'/'test').read_text() and 'cohort-inrs regenerate "$@"' in (root/'tools'/'regenerate').read_text()
+    assert 'pip install -q -e ".[dev]"' in (root/'tools'/'setup').read_text()
