@@ -13,7 +13,8 @@ from .data import coord_grid
 
 # %% auto #0
 __all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'rule_verdict', 'lower_test', 'greater_paired_test',
-           'hull_extent', 'top_atoms', 'planted_maps', 'controlled']
+           'hull_extent', 'top_atoms', 'planted_maps', 'controlled', 'map_measure', 'spread_test', 'match_test',
+           'matching_test', 'shifted_edges', 'contour_specificity', 'contour_test', 'contour_controls']
 
 # %% ../nbs/06a_claim_tests.ipynb #2b1e380a
 STATUSES = ('holds', 'fails', 'cannot tell')
@@ -112,3 +113,99 @@ def controlled(test, # `test(*args) -> {'detected': bool, ...}`
     "`{'real', 'control', 'null'}` results of `test` and the part's `status` (`part_status`)."
     r, c, n = test(*real, **kw), test(*control, **kw), test(*null, **kw)
     return {'real': r, 'control': c, 'null': n, 'status': part_status(r['detected'], c['detected'], n['detected'])}
+
+# %% ../nbs/06a_claim_tests.ipynb #d23981de
+from .atoms import localisation, match_dictionaries, contour_correlation
+
+def _live(maps): return maps[maps.flatten(1).sum(1) > 0]
+
+def map_measure(maps:torch.Tensor, # `(n, H, W)` firing maps
+                measure:str): # `rg`, `hull`, `area` or `entropy`
+    "One spatial measure of every map, `(n,)` (NaN for empty maps)."
+    if measure == 'hull': return hull_extent(maps)
+    if measure not in ('rg', 'area', 'entropy'): raise ValueError(f"Unknown measure {measure!r}; choose rg, hull, area or entropy.")
+    return localisation(maps)[measure]
+
+def spread_test(maps_a:torch.Tensor, # `(n_a, H, W)` firing maps of the dictionary claimed more localised
+                maps_b:torch.Tensor, # `(n_b, H', W')` firing maps of the other dictionary
+                measure:str='rg', # the spatial measure compared (`map_measure`)
+                n_control:int=256, # planted maps per kind
+                seed:int=0): # RNG seed of the control and the null split
+    "`controlled` result of `lower_test(measure(A), measure(B))` with a confined-vs-scattered control and a split-half null of B."
+    a, b = _live(maps_a), _live(maps_b)
+    area = float(localisation(a)['area'].median()) if len(a) else 0.01
+    conf = planted_maps(n_control, a.shape[1:], 'confined', area, seed)
+    scat = planted_maps(n_control, a.shape[1:], 'scattered', area, seed + 1)
+    perm = torch.randperm(len(b), generator=torch.Generator().manual_seed(seed)); h = len(b) // 2
+    m = lambda x: map_measure(x, measure)
+    res = controlled(lower_test, (m(a), m(b)), (m(conf), m(scat)), (m(b[perm[:h]]), m(b[perm[h:]])))
+    return res | {'measure': measure, 'control_area': area}
+
+# %% ../nbs/06a_claim_tests.ipynb #5ad26224
+def match_test(corr, # `(n,)` matched correlation of each atom with the partner dictionary
+               null_corr, # `(n,)` the same atoms matched against the shuffled partner
+               min_corr:float=0.5, # required median matched correlation
+               min_gain:float=0.1): # required median gain over the null
+    "Do atoms find partners beyond chance? `greater_paired_test(corr - null)` and median corr above `min_corr`."
+    c, n = torch.as_tensor(corr).double(), torch.as_tensor(null_corr).double()
+    t = greater_paired_test(c - n, min_median=min_gain); ok = ~c.isnan()
+    med = float(c[ok].median()) if ok.any() else float('nan')
+    return t | {'median_corr': med, 'detected': bool(t['detected'] and med > min_corr)}
+
+def _shuffle(maps, seed):
+    g = torch.Generator().manual_seed(seed); p = torch.randperm(maps[0].numel(), generator=g)
+    return maps.flatten(1)[:, p].view_as(maps)
+
+def _degrade(maps, seed):
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.rand(maps.shape, generator=g) > 1 / 3
+    return maps * keep * (0.5 + torch.rand(maps.shape, generator=g))
+
+def matching_test(maps_a:torch.Tensor, # `(n_a, H, W)` firing maps of dictionary A
+                  maps_b:torch.Tensor, # `(n_b, H, W)` of dictionary B (another cohort), same grid
+                  max_atoms:int|None=None, # match only the most active atoms (`match_dictionaries`)
+                  seed:int=0): # seed of the shuffles and the degraded copy
+    "`controlled` result of `match_test` for A against B, with a degraded-copy control and a two-shuffle null."
+    def corr(x, y): return match_dictionaries(x, y, max_atoms)['corr']
+    a = _live(maps_a); sb1, sb2 = _shuffle(maps_b, seed), _shuffle(maps_b, seed + 1); deg = _degrade(a, seed)
+    return controlled(match_test, (corr(a, maps_b), corr(a, sb1)), (corr(a, deg), corr(a, _shuffle(deg, seed))), (corr(a, sb1), corr(a, sb2)))
+
+# %% ../nbs/06a_claim_tests.ipynb #19702906
+def shifted_edges(edges:torch.Tensor, # `(N, H, W)` edge maps
+                  frac:float=0.25): # shift as a fraction of the side, in both directions
+    "The edge maps rolled by `frac` of the image in x and y (wrapping): same edges, wrong place."
+    H, W = edges.shape[1:]
+    return torch.roll(edges, shifts=(max(1, round(frac * H)), max(1, round(frac * W))), dims=(1, 2))
+
+def contour_specificity(maps:torch.Tensor, # `(n, H, W)` firing maps at the images' resolution
+                        edges:torch.Tensor, # `(N, H, W)` edge maps of the cohort's images
+                        null_edges:torch.Tensor): # `(M, H, W)` edge maps that are not the cohort's
+    "Per atom: best correlation with a cohort edge map, its image, the median over the others, and the best null correlation."
+    c = contour_correlation(maps, edges); cn = contour_correlation(maps, null_edges)
+    best, img = c.nan_to_num(-2).max(1)
+    others = torch.where(torch.nn.functional.one_hot(img, c.shape[1]).bool(), float('nan'), c).nanmedian(1).values
+    bad = c.isnan().all(1)
+    return {'best': best.masked_fill(bad, float('nan')), 'image': img.masked_fill(bad, -1), 'others': others,
+            'null_best': cn.nan_to_num(-2).max(1).values.masked_fill(cn.isnan().all(1), float('nan'))}
+
+def contour_test(maps:torch.Tensor, # `(n, H, W)` firing maps
+                 edges:torch.Tensor, # `(N, H, W)` cohort edge maps
+                 null_edges:torch.Tensor, # `(M, H, W)` null edge maps
+                 min_gain:float=0.02): # required median gain of the best real over the best null correlation
+    "Do atoms correlate more with the cohort's edges than with the null's? `greater_paired_test` per atom, plus the specificity."
+    s = contour_specificity(maps, edges, null_edges)
+    t = greater_paired_test(s['best'] - s['null_best'], min_median=min_gain)
+    ok = ~s['best'].isnan()
+    return t | {'specificity': float((s['best'] - s['others'])[ok].median()) if ok.any() else float('nan'),
+                'best': float(s['best'][ok].median()) if ok.any() else float('nan'),
+                'null_best': float(s['null_best'][ok].median()) if ok.any() else float('nan')}
+
+def contour_controls(maps:torch.Tensor, # `(n, H, W)` firing maps of one dictionary
+                     edges:torch.Tensor, # `(N, H, W)` cohort edge maps
+                     null_edges:torch.Tensor, # `(M, H, W)` null edge maps
+                     seed:int=0): # seed of the planted maps
+    "`controlled` result of `contour_test` with planted edge-tracing atoms as control and planted discs as null."
+    a = _live(maps); area = float(localisation(a)['area'].median()) if len(a) else 0.02; n = max(len(edges), min(len(a), 256))
+    traced = planted_maps(n, edges.shape[1:], 'edges', area, seed, edges=edges)
+    discs = planted_maps(n, edges.shape[1:], 'confined', area, seed + 1)
+    return controlled(contour_test, (a, edges, null_edges), (traced, edges, null_edges), (discs, edges, null_edges)) | {'control_area': area}

@@ -20,10 +20,10 @@ from .distributed import (rank, world_size, is_main, broadcast_object, init_dist
 log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
-__all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_step',
-           'ddp_cohort_step', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'compiled', 'stack_loss',
-           'fit_stack', 'fit_single', 'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name', 'summarise_sweep',
-           'rule_depth', 'lr_sweep']
+__all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_loss',
+           'cohort_step', 'ddp_cohort_step', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'compiled',
+           'stack_loss', 'fit_stack', 'fit_single', 'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name',
+           'summarise_sweep', 'rule_depth', 'lr_sweep']
 
 # %% ../nbs/03_fit.ipynb #9c7dbb79
 def mse_per_signal(pred, # (N, P, C) or (N, H, W, C), in [0, 1]
@@ -85,12 +85,19 @@ def _weight_norms(model):
     return torch.cat([fro, spec])
 
 # %% ../nbs/03_fit.ipynb #dc7b1d37
+def cohort_loss(model:CohortINR, # the cohort INR
+                coords, # (P, 2) coordinates of this step
+                target): # (N, P, C) targets in the network's range [-1, 1]
+    "Each signal's MSE `(N,)`: the part of a cohort step that `compiled` fuses."
+    return ((model(coords) - target)**2).flatten(1).mean(1)
+
 def cohort_step(model:CohortINR, # the cohort INR
                 coords, # (P, 2) coordinates of this step
                 target, # (N, P, C) targets in the network's range [-1, 1]
-                opt): # its optimiser
+                opt, # its optimiser
+                loss=cohort_loss): # the loss function (`cohort_loss`, or it compiled)
     "One cohort-training step: all signals' MSE summed, backward, Adam; returns the per-signal MSE (detached)."
-    per = ((model(coords) - target)**2).flatten(1).mean(1)
+    per = loss(model, coords, target)
     opt.zero_grad(set_to_none=True)
     per.sum().backward()
     opt.step()
@@ -120,7 +127,8 @@ def train_cohort(model:CohortINR, # the cohort INR to train (modified in place)
                  ckpt_every:int=500, # checkpoint period in steps
                  seed:int=0, # seed of the pixel sampler
                  progress:bool=True, # show a tqdm bar
-                 desc:str='cohort'): # progress bar label
+                 desc:str='cohort', # progress bar label
+                 compile:bool=False): # compile the loss (see `compiled`; single process only)
     "Fit all heads and the shared encoder; returns the history `{'step': (T,), 'mse': (T, N), 'fro2'/'spec2': (T, L)}` on the CPU."
     dev = next(model.parameters()).device
     coords, tgt = coords.to(dev), to_target(images.to(dev))
@@ -140,9 +148,10 @@ def train_cohort(model:CohortINR, # the cohort INR to train (modified in place)
     if ckpt_path is not None and broadcast_object(Path(ckpt_path).exists()):
         start = _load_train_state(ckpt_path, model, opt, gen, hist)
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress or not is_main(), leave=False)
+    loss = compiled(cohort_loss, compile and W == 1)
     for step in range(start, steps):
         idx = _sample_pixels(P, batch_pixels, gen, dev) if minibatch else None
-        if W == 1: per = cohort_step(model, coords, tgt, opt) if idx is None else cohort_step(model, coords[idx], tgt[:, idx], opt)
+        if W == 1: per = cohort_step(model, coords, tgt, opt, loss) if idx is None else cohort_step(model, coords[idx], tgt[:, idx], opt, loss)
         else:
             if idx is not None: mine = idx[r::W]; coords_r, tgt_r = coords[mine], tgt[:, mine]
             per = ddp_cohort_step(ddp, coords_r, tgt_r, opt, n_values)
@@ -221,7 +230,7 @@ def cohort_model(cfg:Config, # the experiment
             ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
             hist = train_cohort(net, coh.coords(), coh.targets('train'), cfg.train.steps, cfg.train.lr(backbone),
                                 cfg.train.batch_pixels, cfg.train.log_every, ck, cfg.train.ckpt_every, cfg.seed, progress,
-                                desc=f'{backbone} {spec}')
+                                desc=f'{backbone} {spec}', compile=cfg.compile)
             if tmp is None: return
             save_inr(net, tmp, {'config_hash': h, 'key': key, 'history': {k: v.tolist() for k, v in hist.items()},
                                 'train_seconds': round(time.time() - t0, 2), 'device': str(dev), 'world_size': world_size()})
