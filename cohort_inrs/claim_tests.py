@@ -12,9 +12,10 @@ from scipy.spatial import ConvexHull, QhullError
 from .data import coord_grid
 
 # %% auto #0
-__all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'rule_verdict', 'lower_test', 'greater_paired_test',
-           'hull_extent', 'top_atoms', 'planted_maps', 'controlled', 'map_measure', 'spread_test', 'match_test',
-           'matching_test', 'shifted_edges', 'contour_specificity', 'contour_test', 'contour_controls']
+__all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'joint_status', 'rule_verdict', 'lower_test',
+           'greater_paired_test', 'hull_extent', 'top_atoms', 'planted_maps', 'controlled', 'control_report',
+           'map_measure', 'spread_test', 'match_test', 'matching_test', 'shifted_edges', 'contour_specificity',
+           'contour_test', 'contour_controls']
 
 # %% ../nbs/06a_claim_tests.ipynb #2b1e380a
 STATUSES = ('holds', 'fails', 'cannot tell')
@@ -33,6 +34,13 @@ def claim_verdict(statuses): # the `part_status` of each part of a claim (a list
     if not s or all(x == 'cannot tell' for x in s): return 'cannot tell'
     if all(x == 'holds' for x in s): return 'reproduced'
     return 'partially' if 'holds' in s else 'not reproduced'
+
+def joint_status(statuses): # the statuses of one part measured in several places (cohorts, depths)
+    "One status for a part measured in several places: it holds only where it holds in each; any failure fails it."
+    s = list(statuses)
+    if not s: return 'cannot tell'
+    if 'fails' in s: return 'fails'
+    return 'holds' if all(x == 'holds' for x in s) else 'cannot tell'
 
 def rule_verdict(parts): # booleans: whether each part of a fixed rule held (no controls attached)
     "The same verdict words for a rule without controls: all parts, some, or none held."
@@ -113,6 +121,11 @@ def controlled(test, # `test(*args) -> {'detected': bool, ...}`
     "`{'real', 'control', 'null'}` results of `test` and the part's `status` (`part_status`)."
     r, c, n = test(*real, **kw), test(*control, **kw), test(*null, **kw)
     return {'real': r, 'control': c, 'null': n, 'status': part_status(r['detected'], c['detected'], n['detected'])}
+
+def control_report(res:dict): # from `controlled` (or a function built on it)
+    "A JSON-able summary: the status, and detected/p of the real data, the control and the null."
+    def one(r): return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if isinstance(v, (bool, int, float))}
+    return {'status': res['status'], 'real': one(res['real']), 'control': one(res['control']), 'null': one(res['null'])}
 
 # %% ../nbs/06a_claim_tests.ipynb #d23981de
 from .atoms import localisation, match_dictionaries, contour_correlation

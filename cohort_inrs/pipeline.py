@@ -16,7 +16,7 @@ from .launch import need, parse_kv
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'VERDICTS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params',
+__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params',
            'kernel_config', 'JobStatus', 'job_status', 'run_job', 'describe', 'failures', 'regenerate',
            'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'measure_claim', 'claims_report',
            'cmd_regenerate', 'add_regenerate_parser', 'regenerate_cli']
@@ -58,6 +58,9 @@ JOBS = [
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {}, _outs('freeze_sweep')),  # C1
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
+    # where C2 holds: the protocol over width x resolution; the cpu grid is smaller than the paper's to fit the time budget
+    Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,48,64', resolutions='24,32,48'),
+                                                       'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
     Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3,4,5')}, _outs('sae_quality')),
     Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {}, _outs('atom_gallery')),
     # C4, C5. cross_seed=1 retrains the second cohort from another seed, so cross-cohort atom matches cannot come from a shared init
@@ -340,11 +343,16 @@ def _layer_macs(cfg, backbone:str, start:int=0, stop:int|None=None):
     return sum(fan[l] * w for l in range(start, L if stop is None else stop))
 
 def estimate_flops(cfg): # the experiment a regeneration runs
-    "Rough FLOPs of a regeneration's training loops: `{'cohorts', 'lr_sweep', 'sweeps', 'saes', 'total'}`."
+    "Rough FLOPs of a regeneration's training loops: `{'cohorts', 'lr_sweep', 'sweeps', 'saes', 'regime_map', 'total'}`."
     from cohort_inrs.models import canonical_configs
     from cohort_inrs.data import parse_spec
+    from cohort_inrs.regime import cell_config
     d, t, s, w = cfg.data, cfg.transfer, cfg.sae, cfg.model.width
-    head = w * d.channels; out = dict(cohorts=0., lr_sweep=0., sweeps=0., saes=0.)
+    head = w * d.channels; out = dict(cohorts=0., lr_sweep=0., sweeps=0., saes=0., regime_map=0.)
+    def fits(c, b, P):  # one cohort fit and its freeze sweep: both are `6 x steps x pixels x multiply-adds`
+        n_fit = min(c.transfer.n_images, c.data.n_test) * len(c.transfer.seeds); hd = c.model.width * c.data.channels
+        return (6 * c.train.steps * P * (_layer_macs(c, b) + c.data.n_train * hd),
+                6 * c.transfer.steps * P * n_fit * sum(_layer_macs(c, b, dep) + hd for dep, _ in canonical_configs(c.model.n_shared, c.transfer.tail_modes)))
     params = {j.name: j.params(cfg.profile) for j in JOBS}
     all_depths = set(s.depths or range(1, cfg.model.n_shared + 1))
     first_depths = all_depths | {int(x) for x in str(params.get('sae_quality', {}).get('depths', '')).split(',') if x.strip()}
@@ -352,13 +360,18 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     for i, spec in enumerate(d.cohorts):
         P = (parse_spec(spec)[2] or d.resolution) ** 2
         for b in cfg.model.backbones:
-            out['cohorts'] += (1 + cross * (i == 1)) * 6 * cfg.train.steps * P * (_layer_macs(cfg, b) + d.n_train * head)
-            n_fit = min(t.n_images, d.n_test) * len(t.seeds)
-            out['sweeps'] += 6 * t.steps * P * n_fit * sum(_layer_macs(cfg, b, dep) + head for dep, _ in canonical_configs(cfg.model.n_shared, t.tail_modes))
+            co, sw = fits(cfg, b, P)
+            out['cohorts'] += (1 + cross * (i == 1)) * co; out['sweeps'] += sw
             if i == 0 and b == 'ffmlp':
                 out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cfg, b) + _layer_macs(cfg, b, 2) + 3 * head)
             n_sae = len(first_depths if i == 0 else all_depths) + cross * (i == 1) * len(all_depths)  # the sae_quality job's depths on the first cohort
             out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cfg, b, 0, 2) + 6 * 2 * w * s.n_atoms)
+    rm = params.get('regime_map', {}); ints = lambda v: [int(x) for x in str(v).split(',') if x.strip()]
+    for wd in ints(rm.get('widths', '')):
+        for r in ints(rm.get('resolutions', '')):
+            c, _ = cell_config(cfg, d.cohorts[0], wd, r)
+            if c == cfg: continue  # the profile's own cell: the main figures' artifacts
+            out['regime_map'] += sum(sum(fits(c, b, r * r)) for b in cfg.model.backbones)
     out['total'] = sum(out.values())
     return out
 
@@ -422,12 +435,12 @@ def write_manifest(profile:str, # profile name
     return save_json(path, m)
 
 # %% ../nbs/08_pipeline.ipynb #673fa4ff
-VERDICTS = ('reproduced', 'partially', 'not reproduced')  # what a figure notebook may conclude
+from .claim_tests import VERDICTS  # what a figure notebook may conclude: one list, beside the rules that produce it
 
 @dataclass(frozen=True)
 class Claim:
     "A claim of the study and where its measurement is read from."
-    id: str  # `C1` .. `C6`, as in paper/CLAIMS.md
+    id: str  # `C1` .. `C6`, the study's claims in the order of its paper
     statement: str  # the study's statement
     sidecar: str  # sidecar file in the figures folder
     key: str = ''  # dotted path inside it; default `numbers.<id>`
@@ -469,10 +482,18 @@ def measure_claim(c:Claim, # the claim
         why = f'{c.sidecar} has no {c.path}' if v is None else f"{c.sidecar}: {c.path} needs a verdict in {VERDICTS}, got {v.get('verdict') if isinstance(v, dict) else v!r}"
         return row | dict(measured=f'not measured ({why})')
     return row | dict(verdict=v['verdict'], measured=str(v.get('measured', '')), values=v.get('values'),
-                      git=side.get('git'), params=side.get('params'))
+                      parts=v.get('parts'), by_reading=v.get('by_reading'), git=side.get('git'), params=side.get('params'))
 
 # %% ../nbs/08_pipeline.ipynb #974ad7a9
 def _cell(s): return str(s).replace('|', '\\|').replace('\n', ' ')
+
+def _checks(r): # a row of `measure_claim`
+    "The row's parts with their control status, and its verdict under each reading of the freeze rule."
+    bits = []
+    if r.get('parts'): bits.append('; '.join(f'{k}: {s}' for k, s in r['parts'].items()))
+    if r.get('by_reading'): bits.append('rule read ' + ', '.join(f'`{k}`: {s}' for k, s in r['by_reading'].items()))
+    return ' / '.join(bits) or 'no controls'
+
 
 def claims_report(profile:str='cpu', # profile name (for the title and the default folder)
                   fig_dir=None, # folder with the sidecars; default `figures/<profile>/`
@@ -482,10 +503,13 @@ def claims_report(profile:str='cpu', # profile name (for the title and the defau
     rows = [measure_claim(c, out) for c in (CLAIMS if claims is None else claims)]
     counts = {v: sum(r['verdict'] == v for r in rows) for v in (*VERDICTS, 'not measured')}
     md = [f'# Claims report (`{profile}` profile)', '',
-          "Each row is a claim of the study (paper/CLAIMS.md) with the value this artifact measured and the verdict its "
+          "Each row is a claim of the study, in the study's words, with the value this artifact measured and the verdict its "
           "figure notebook computed. Built only from the figures' JSON sidecars in this folder; no number is typed in by hand.", '',
-          "| id | the study's statement | measured | verdict | source figure |", '|---|---|---|---|---|']
-    md += [f"| {r['id']} | {_cell(r['statement'])} | {_cell(r['measured'])} | **{r['verdict']}** | `{r['figure']}` ({_cell(r['source'])}) |" for r in rows]
+          "Where a claim is tested with controls, each part is `holds` or `fails` only if the test found a planted case of the "
+          "effect (positive control) and stayed quiet on a null; otherwise the part reads `cannot tell` and gives no verdict. "
+          "Claims about the freeze rule give the verdict under both readings: `through` freezes layers 1..d*, `before` 1..d*-1.", '',
+          "| id | the study's statement | measured | parts (controls) and readings | verdict | source figure |", '|---|---|---|---|---|---|']
+    md += [f"| {r['id']} | {_cell(r['statement'])} | {_cell(r['measured'])} | {_cell(_checks(r))} | **{r['verdict']}** | `{r['figure']}` ({_cell(r['source'])}) |" for r in rows]
     md += ['', 'Summary: ' + ', '.join(f'{n} {v}' for v, n in counts.items()) + '.', '']
     md = '\n'.join(md)
     data = dict(profile=profile, claims=rows, summary=counts)
