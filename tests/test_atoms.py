@@ -1,4 +1,4 @@
-"Tests of `cohort_inrs.atoms`: firing maps, localisation measures, dictionary matching, contour tracing, the exact ablation scan, its cache and benchmark."
+"Tests of `cohort_inrs.atoms`: firing maps, localisation measures, dictionary matching, contour tracing, the exact ablation scan, its cache and benchmark, and where an ablation changes the image (change maps, their extent, matching by drop)."
 import numpy as np
 import pytest
 import torch
@@ -8,10 +8,12 @@ from scipy import ndimage
 from cohort_inrs.config import get_config
 from cohort_inrs.data import coord_grid
 from cohort_inrs.models import CohortINR
-from cohort_inrs.sae import SAE, sae_model, sae_reconstruct, spliced_psnr
+from cohort_inrs.sae import SAE, sae_model, sae_reconstruct, spliced_psnr, spliced_input
 from cohort_inrs.atoms import (firing_pairs, maps_from_pairs, firing_maps, components, localisation, atom_localisation,
                                summarise, match_dictionaries, edge_maps, contour_correlation, contour_tracing,
-                               ablate_atoms, brute_force_ablation, ablation_scan, ablation_key, bench_ablation)
+                               ablate_atoms, brute_force_ablation, ablation_scan, ablation_key, bench_ablation,
+                               change_maps, change_extent, inside_share, match_by_drop)
+from cohort_inrs.claim_tests import controlled, lower_test, planted_maps
 
 
 def small(backbone='siren', n_signals=3, C=1, width=32, n_atoms=32, k=4, seed=0, dtype=torch.float64):
@@ -222,3 +224,68 @@ def test_ablation_scan_cached(tmp_path):
 def test_bench_ablation_small():
     r = bench_ablation(n_atoms=128, k=4, width=32, L=3, depth=1, resolution=8, n_signals=2, n_brute=8, device='cpu')
     assert {'fast_s', 'brute_s', 'ratio', 'target'} <= set(r) and r['ratio'] > 0 and 'extrapolated' in r['brute_note']
+
+
+# ---------------------------------------------------------------- where an ablation changes the image (C6)
+
+def brute_change(sae, net, depth, c, j, error_term=False):
+    "The change map by definition: the whole grid through the later layers with atom j removed, |clamped image change| summed over heads and channels."
+    with torch.no_grad():
+        h = net.encode(c, depth); z = sae.encode(h); r = sae_reconstruct(sae, h)
+        y0 = net.decode_from(spliced_input(h, r, error_term=error_term), depth)
+        y1 = net.decode_from(spliced_input(h, r, r - z[:, j:j + 1] * sae.W_dec[j], error_term=error_term), depth)
+    return (((y1 + 1) / 2).clamp(0, 1) - ((y0 + 1) / 2).clamp(0, 1)).abs().sum((0, 2))
+
+
+@pytest.mark.parametrize('backbone,C,scale', [('siren', 1, 1.), ('ffmlp', 3, 1.), ('ffmlp', 3, 20.)])
+def test_change_maps_equal_brute_force(backbone, C, scale):
+    "A few atoms (widest, narrowest, others) of a float64 model, both variants; `scale` makes the clamp bite."
+    net, sae = small(backbone, n_signals=3, C=C, n_atoms=32, k=4)
+    with torch.no_grad(): net.head_w.mul_(scale)
+    c = coord_grid(14).double()
+    with torch.no_grad(): sae.b_dec.copy_(net.encode(c, 2).mean(0)); z = sae.encode(net.encode(c, 2))
+    sup = (z > 0).sum(0); atoms = [int(sup.argmax()), int(sup.argmin()), 3, 17]
+    for err in (False, True):
+        cm = change_maps(sae, net, 2, c, atoms=atoms, error_term=err, chunk=29)
+        ref = torch.stack([brute_change(sae, net, 2, c, j, err) for j in atoms])
+        assert cm.shape == (4, 196)
+        torch.testing.assert_close(cm, ref, atol=1e-12, rtol=0)
+        assert ref[0].sum() > 1e-3  # not vacuous
+    full = change_maps(sae, net, 2, c)  # every atom at once equals the chosen rows
+    torch.testing.assert_close(full[atoms], change_maps(sae, net, 2, c, atoms=atoms), atol=1e-12, rtol=0)
+    assert ((full > 0) & (z.T == 0)).sum() == 0  # nothing changes where the atom does not fire
+
+
+def test_change_extent_planted():
+    conf, scat = planted_maps(50, (24, 24), 'confined', 0.04, 2), planted_maps(50, (24, 24), 'scattered', 0.04, 2)
+    Ec, Es = change_extent(conf), change_extent(scat)
+    torch.testing.assert_close(Ec['area'], Es['area'])  # 23 of 576 pixels each: area cannot tell them apart
+    assert abs(Ec['area'][0].item() - 23 / 576) < 1e-6
+    assert Ec['rg'].max() < 0.3 and Es['rg'].min() > 0.7
+    assert Ec['hull'].max() < 0.05 and Es['hull'].min() > 0.4
+    # the 10 % threshold: a map with one strong pixel and faint spread changes has area 1 / 576
+    m = torch.full((1, 24, 24), 0.05); m[0, 3, 3] = 1.
+    assert abs(change_extent(m)['area'].item() - 1 / 576) < 1e-9 and abs(change_extent(m, 0.01)['area'].item() - 1) < 1e-9
+    assert (inside_share(conf, conf) == 1).all() and (inside_share(scat, scat) == 1).all()
+
+
+def test_controlled_locality_on_planted():
+    "The extent test finds a confined-vs-spread difference and not a non-difference; the share-inside test cannot tell."
+    conf, scat = planted_maps(60, (32, 32), 'confined', 0.05, 3), planted_maps(60, (32, 32), 'scattered', 0.05, 4)
+    rg = lambda m: change_extent(m)['rg']
+    res = controlled(lower_test, (rg(conf), rg(scat)), (rg(conf), rg(scat)), (rg(scat[:30]), rg(scat[30:])))
+    assert res['status'] == 'holds' and res['control']['p'] < 1e-10 and not res['null']['detected']
+    out = lambda m: 1 - inside_share(m, m)  # share outside the firing region, pointwise network: 0 for both kinds
+    blind = controlled(lower_test, (out(conf), out(scat)), (out(conf), out(scat)), (out(scat[:30]), out(scat[30:])))
+    assert blind['status'] == 'cannot tell' and not blind['control']['detected']
+
+
+def test_match_by_drop():
+    g = torch.Generator().manual_seed(1)
+    da = 10 ** (torch.rand(200, generator=g) * 3 - 2); db = 10 ** (torch.rand(50, generator=g) * 2 - 1)
+    ia, ib = match_by_drop(da, db, caliper=0.05)
+    assert len(ia) >= 45 and len(set(ia.tolist())) == len(ia) and len(set(ib.tolist())) == len(ib)
+    assert (da[ia].log10() - db[ib].log10()).abs().max() <= 0.05 and (ia[1:] > ia[:-1]).all()
+    ia, ib = match_by_drop(torch.tensor([0., 0.005, 3.]), torch.tensor([0., 2.9]))  # below the floor: never matched
+    assert ia.tolist() == [2] and ib.tolist() == [1]
+    assert len(match_by_drop(torch.zeros(4), torch.ones(4))[0]) == 0
