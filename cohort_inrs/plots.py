@@ -14,7 +14,8 @@ from .store import save_json
 
 # %% auto #0
 __all__ = ['BACKBONE_COLORS', 'SPLIT_COLORS', 'BACKBONE_LABELS', 'set_style', 'repo_root', 'figure_dir', 'git_revision',
-           'provenance', 'save_figure', 'write_sidecar', 'show_image', 'cohort_montage', 'markdown_table']
+           'provenance', 'save_figure', 'write_sidecar', 'split_list', 'FigureRun', 'figure_setup', 'show_image',
+           'cohort_montage', 'map_mosaic', 'markdown_table']
 
 # %% ../nbs/07_plots.ipynb #c160097e
 BACKBONE_COLORS = {'siren': '#1f77b4', 'ffmlp': '#d95f02'}  # blue / orange in every figure
@@ -92,6 +93,60 @@ def write_sidecar(name:str, # file stem shared with the figure
             **provenance(device), **extra}
     return save_json(Path(out)/f'{name}.json', side)
 
+# %% ../nbs/07_plots.ipynb #2dc4bf8a
+def split_list(text:str, # comma-separated items, e.g. `siren,ffmlp`; None counts as empty
+               cast=str): # applied to each non-empty item (`int` for depths)
+    "The stripped, non-empty items of a comma-separated notebook parameter."
+    return [cast(s.strip()) for s in str(text or '').split(',') if s.strip()]
+
+# %% ../nbs/07_plots.ipynb #6ed4062f
+from dataclasses import dataclass, field
+from .config import get_config, parse_overrides, resolve_device, to_dict
+
+@dataclass
+class FigureRun:
+    "What a figure notebook sets up once; `save` writes its figure and `finish` its sidecar."
+    name: str  # file stem shared by the figure and its sidecar
+    cfg: object  # the profile's `Config` with the overrides (a notebook may replace it, e.g. with `override`)
+    specs: list  # cohort specs: the `cohorts` parameter, else the profile's
+    bbs: list  # backbones from the `backbones` parameter
+    ds: list  # shared layers from `depths`, else the profile's `sae.depths`, else all
+    out: Path  # the folder from `figure_dir`
+    device: object  # the resolved torch device, recorded in the sidecar
+    params: dict  # every parameter the notebook passed, recorded in the sidecar
+    t0: float = field(default_factory=time.time)  # when the run started; the sidecar's wall time counts from it
+
+    def save(self, fig, # the matplotlib figure
+             name:str|None=None): # file stem; default the run's name
+        "Write `fig` as `<out>/<name>.png` and `.pdf`; returns the paths."
+        return save_figure(fig, name or self.name, self.out)
+
+    def finish(self, numbers:dict, # every number the figure shows
+               **extra): # other JSON-able sidecar entries
+        "Write the sidecar `<out>/<name>.json` with the parameters, config, device and wall time."
+        return write_sidecar(self.name, self.out, numbers, self.params, self.t0, config=to_dict(self.cfg), device=self.device, **extra)
+
+# %% ../nbs/07_plots.ipynb #08495bd0
+def figure_setup(name:str, # the figure's file stem: `cohorts` writes cohorts.png, .pdf and .json
+                 profile:str='smoke', # settings profile: smoke, cpu or paper
+                 cohorts:str|None=None, # comma-separated cohort specs; empty means the profile's; None: not a parameter
+                 backbones:str|None=None, # comma-separated backbones; None: not a parameter of the notebook
+                 depths:str|None=None, # comma-separated shared layers; empty means `sae.depths`, or all; None: not a parameter
+                 seed:int=0, # global seed
+                 device:str='auto', # auto, cpu or cuda
+                 out_dir:str='', # output folder; empty means `figures/<profile>/` under the repository root
+                 overrides:str='', # `section.field=value` items separated by `;`, as regenerate --set passes them
+                 **params): # the notebook's other parameters, recorded in the sidecar
+    "The config, cohorts, backbones, depths and output folder of a figure notebook, in the house style; see `FigureRun`."
+    t0 = time.time()
+    cfg = get_config(profile, seed=seed, device=device, **parse_overrides(overrides))
+    lists = {k: v for k, v in dict(cohorts=cohorts, backbones=backbones, depths=depths).items() if v is not None}
+    set_style()
+    return FigureRun(name, cfg, split_list(cohorts) or list(cfg.data.cohorts), split_list(backbones),
+                     split_list(depths, int) or list(cfg.sae.depths) or list(range(1, cfg.model.n_shared + 1)),
+                     figure_dir(profile, out_dir or None), resolve_device(device),
+                     dict(profile=profile, **lists, **params, seed=seed, device=device, overrides=overrides), t0)
+
 # %% ../nbs/07_plots.ipynb #6ff009a2
 def show_image(ax, img, # (H, W, C) or (H, W) in [0, 1], tensor or array
                title:str|None=None, # panel title
@@ -120,6 +175,24 @@ def cohort_montage(cohort, # a `cohort_inrs.data.Cohort`
         show_image(ax, im, (str(n)[:14] if show_names else None), border=SPLIT_COLORS[split])
     for ax in axes[len(imgs):]: ax.axis('off')
     return axes
+
+# %% ../nbs/07_plots.ipynb #126b1cde
+def map_mosaic(maps, # `(n, R, R)` non-negative maps (tensor or array)
+               ncol:int, # tiles per row
+               border:str): # frame colour, any matplotlib colour
+    "Tiles of `maps`, each scaled to its own max (magma), framed, on a white canvas; returns the RGB array and the positions for a label under each tile."
+    maps = maps.detach().cpu().numpy() if torch.is_tensor(maps) else np.asarray(maps)
+    n, R, _ = maps.shape; nrow = -(-n // ncol); f = max(1, R // 16)  # frame width in pixels
+    gx, gy = R // 6 + 2 * f, R // 3 + 3 * f  # gaps between tiles: columns, rows (room for a label)
+    H, W = nrow * (R + 2 * f) + (nrow - 1) * gy + gy // 2, ncol * (R + 2 * f) + (ncol - 1) * gx
+    img = np.ones((H, W, 3)); col = np.array(matplotlib.colors.to_rgb(border)); pos = []
+    for t in range(n):
+        r, c = divmod(t, ncol); y, x = r * (R + 2 * f + gy), c * (R + 2 * f + gx)
+        m = maps[t]; mx = m.max()
+        img[y:y + R + 2 * f, x:x + R + 2 * f] = col
+        img[y + f:y + f + R, x + f:x + f + R] = plt.cm.magma(m / mx if mx > 0 else m)[..., :3]
+        pos.append((x + f + R / 2 - 0.5, y + R + 2 * f - 0.5))
+    return img, pos
 
 # %% ../nbs/07_plots.ipynb #5a7ece3e
 def markdown_table(df, # a pandas DataFrame (index is dropped; reset it first to keep it)
