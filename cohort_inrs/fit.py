@@ -21,7 +21,7 @@ log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
 __all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_loss',
-           'cohort_step', 'ddp_cohort_step', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct', 'compiled',
+           'cohort_step', 'ddp_cohort_step', 'compiled', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct',
            'stack_loss', 'fit_stack', 'fit_single', 'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name',
            'summarise_sweep', 'rule_depth', 'lr_sweep']
 
@@ -114,6 +114,20 @@ def ddp_cohort_step(ddp_model, # the cohort INR wrapped in `DistributedDataParal
     (sq.sum() * (world_size() / n_values)).backward()  # DDP averages over ranks: x world / total = the gradient of the global mean
     opt.step()
     return sq.detach()
+
+# %% ../nbs/03_fit.ipynb #96f531a9
+def compiled(fn, # a function of tensors (a loss)
+             enabled:bool=True): # compile it with `torch.compile`; False = return `fn` as is
+    "`fn` compiled by `torch.compile` (falling back to eager, with one warning, where compiling fails), or `fn` itself."
+    if not enabled: return fn
+    state = {'fn': torch.compile(fn, dynamic=False)}
+    def call(*args, **kw):
+        try: return state['fn'](*args, **kw)
+        except Exception as e:  # only the first call can fail to compile; after a failure every call runs eagerly
+            if state['fn'] is fn: raise
+            log.warning(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eagerly.")
+            state['fn'] = fn; return fn(*args, **kw)
+    return call
 
 # %% ../nbs/03_fit.ipynb #a28e395b
 def train_cohort(model:CohortINR, # the cohort INR to train (modified in place)
@@ -250,20 +264,6 @@ def reconstruct(net:CohortINR, # a cohort INR
     r = coh.resolution
     out = to_image(net(coh.coords(next(net.parameters()).device))).clamp(0, 1)
     return out.reshape(net.n_signals, r, r, net.out_channels).cpu()
-
-# %% ../nbs/03_fit.ipynb #96f531a9
-def compiled(fn, # a function of tensors (a loss)
-             enabled:bool=True): # compile it with `torch.compile`; False = return `fn` as is
-    "`fn` compiled by `torch.compile` (falling back to eager, with one warning, where compiling fails), or `fn` itself."
-    if not enabled: return fn
-    state = {'fn': torch.compile(fn, dynamic=False)}
-    def call(*args, **kw):
-        try: return state['fn'](*args, **kw)
-        except Exception as e:  # only the first call can fail to compile; after a failure every call runs eagerly
-            if state['fn'] is fn: raise
-            log.warning(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eagerly.")
-            state['fn'] = fn; return fn(*args, **kw)
-    return call
 
 # %% ../nbs/03_fit.ipynb #44a06716
 def stack_loss(stack, # a `StackedINR` or `DepthStack`
