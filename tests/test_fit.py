@@ -40,11 +40,14 @@ def test_cohort_model_is_cached_and_learns(digits):
     mean_img = coh.train.mean(0, keepdim=True).expand_as(coh.train)
     assert psnr(reconstruct(net, coh), coh.train).mean() > psnr(mean_img, coh.train).mean() + 10
 
+def trained_cohort(digits, backbone):
+    "A smoke-size cohort INR trained for 40 steps on `digits`: the starting point of the test-time fit tests."
+    cnet = trained_cohort(digits, backbone)
+    return cnet
+
 @pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
 def test_batched_fit_equals_loop(digits, backbone):
-    cfg = get_config('smoke')
-    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
-    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
+    cnet = trained_cohort(digits, backbone)
     # float64: in float32 Adam's first step maps a gradient element near its eps (1e-8) to anything up to lr, so the
     # last-bit differences of batched and single summation can move a weight by ~4e-4 (measured); in float64 they agree to ~1e-8
     cnet, xy, tg = cnet.double(), digits.coords().double(), digits.targets('test').double()
@@ -62,9 +65,7 @@ def test_batched_fit_equals_loop(digits, backbone):
 @pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
 def test_one_depth_stack_equals_a_stack_per_configuration(digits, backbone):
     "The sweep fits every (depth, mode) in one DepthStack; each model must follow its own stack's trajectory."
-    cfg = get_config('smoke')
-    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
-    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
+    cnet = trained_cohort(digits, backbone)
     cnet, xy, tg = cnet.double(), digits.coords().double(), digits.targets('test').double()[:2]
     configs = canonical_configs(cnet.n_shared)
     make = lambda d, mode: StackedINR.from_cohort(cnet, d, mode, seeds=[0, 1]).double()
@@ -77,9 +78,7 @@ def test_one_depth_stack_equals_a_stack_per_configuration(digits, backbone):
 @pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
 def test_compiled_fit_equals_eager(digits, backbone):
     "`compile=True` runs the same arithmetic fused: in float64 equal to eager to ~1e-9 over 20 Adam steps."
-    cfg = get_config('smoke')
-    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
-    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
+    cnet = trained_cohort(digits, backbone)
     # float64 for the reason given in test_batched_fit_equals_loop (float32 differs by up to 0.02 dB here: Adam near eps)
     cnet, xy = cnet.double(), digits.coords().double()
     configs = canonical_configs(cnet.n_shared); tg = digits.targets('test')[:2].double().repeat(len(configs), 1, 1)
