@@ -19,9 +19,10 @@ def cell_config(cfg:Config, # the experiment
                 spec:str, # a cohort spec, e.g. `mni152@48`
                 width:int, # hidden width of the cell
                 resolution:int): # image side of the cell
-    "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced, the spec's `@N` set to `resolution`."
-    body = re.sub(r'@\d+$', '', spec.strip())
-    return override(cfg, **{'model.width': int(width), 'data.resolution': int(resolution)}), f'{body}@{int(resolution)}'
+    "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced (and `reinit` tails only), the spec's `@N` set to `resolution`."
+    body = re.sub(r'@\d+$', '', spec.strip()); s = f'{body}@{int(resolution)}'
+    if int(width) == cfg.model.width and int(resolution) == cfg.data.resolution: return cfg, s  # the profile's own cell: its artifacts
+    return override(cfg, **{'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',)}), s
 
 # %% ../nbs/03a_regime.ipynb #69d9a4dc
 def depth_readout(sw:dict, # from `freeze_sweep`
