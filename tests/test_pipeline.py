@@ -242,27 +242,33 @@ def test_claims_report_from_fake_sidecars(tmp_path):
     _side(fig, 'cohort_fit.json', {'C3': {'verdict': 'reproduced', 'measured': 'SIREN 30.1 +- 0.4 dB, FFMLP 29.8 +- 0.5 dB',
                                           'values': {'siren': 30.1, 'ffmlp': 29.8}}})
     _side(fig, 'freeze_sweep.json', {'C1': {'verdict': 'not reproduced', 'measured': 'best d = 2, srank argmax = 4 | 3/4 runs', 'values': [2, 4]}})
-    _side(fig, 'atom_localisation.json', {'C4': {'verdict': 'partially', 'measured': 'area 0.12', 'values': [0.12]},
+    _side(fig, 'atom_localisation.json', {'C4': {'verdict': 'partially', 'measured': 'area 0.12', 'values': [0.12],
+                                                 'parts': {'localised': 'holds', 'content_independent': 'cannot tell'}},
                                           'C5': {'verdict': 'yes!', 'measured': '?'}})
+    _side(fig, 'freeze_vs_finetune.json', {'C2': {'verdict': 'cannot tell', 'measured': 'gap -1 dB',
+                                                  'by_reading': {'through': 'cannot tell', 'before': 'not reproduced'}}})
     (fig/'ablation.json').write_text('{not json')
     md, d = claims_report('cpu', fig)
     v = {r['id']: r['verdict'] for r in d['claims']}
-    assert v == {'C1': 'not reproduced', 'C2': 'not measured', 'C3': 'reproduced', 'C4': 'partially', 'C5': 'not measured', 'C6': 'not measured'}
+    assert v == {'C1': 'not reproduced', 'C2': 'cannot tell', 'C3': 'reproduced', 'C4': 'partially', 'C5': 'not measured', 'C6': 'not measured'}
     rows = {r['id']: r for r in d['claims']}
-    assert rows['C2']['measured'] == 'not measured (figure freeze_vs_finetune not generated)'
     assert 'needs a verdict' in rows['C5']['measured'] and "'yes!'" in rows['C5']['measured']
     assert 'not valid JSON' in rows['C6']['measured']
     assert rows['C3']['values'] == {'siren': 30.1, 'ffmlp': 29.8} and rows['C3']['git'] == 'abc'
-    assert d['summary'] == {'reproduced': 1, 'partially': 1, 'not reproduced': 1, 'not measured': 3}
+    assert d['summary'] == {'reproduced': 1, 'partially': 1, 'not reproduced': 1, 'cannot tell': 1, 'not measured': 2}
     assert (fig/'claims.md').read_text() == md
     assert json.loads((fig/'claims.json').read_text()) == json.loads(json.dumps(d))
     lines = md.splitlines()
-    assert "| id | the study's statement | measured | verdict | source figure |" in lines
+    assert "| id | the study's statement | measured | parts (controls) and readings | verdict | source figure |" in lines
+    c4 = next(l for l in lines if l.startswith('| C4 '))
+    assert 'localised: holds; content_independent: cannot tell' in c4  # each part's control status, beside the verdict
+    c2 = next(l for l in lines if l.startswith('| C2 '))
+    assert 'rule read `through`: cannot tell, `before`: not reproduced' in c2 and '**cannot tell**' in c2
     c3 = next(l for l in lines if l.startswith('| C3 '))
     assert 'SIREN and FFMLP reach comparable cohort-fitting quality.' in c3 and 'SIREN 30.1 +- 0.4 dB' in c3
     assert '**reproduced**' in c3 and '`cohort_fit`' in c3
     c1 = next(l for l in lines if l.startswith('| C1 '))
-    assert '\\| 3/4 runs' in c1 and c1.count(' | ') == 4   # a `|` inside a value does not break the table
+    assert '\\| 3/4 runs' in c1 and c1.count(' | ') == 5   # a `|` inside a value does not break the table
     assert 'figure freeze_vs_finetune not generated' in next(l for l in lines if l.startswith('| C2 '))
     assert measure_claim(CLAIMS[0], tmp_path/'empty')['verdict'] == 'not measured'
 
