@@ -269,7 +269,8 @@ def test_claims_report_from_fake_sidecars(tmp_path):
     assert '**reproduced**' in c3 and '`cohort_fit`' in c3
     c1 = next(l for l in lines if l.startswith('| C1 '))
     assert '\\| 3/4 runs' in c1 and c1.count(' | ') == 5   # a `|` inside a value does not break the table
-    assert 'figure freeze_vs_finetune not generated' in next(l for l in lines if l.startswith('| C2 '))
+    assert 'figure ablation' not in md and 'not valid JSON' in next(l for l in lines if l.startswith('| C6 '))
+    assert measure_claim(CLAIMS[1], tmp_path/'empty')['measured'] == 'not measured (figure freeze_vs_finetune not generated)'
     assert measure_claim(CLAIMS[0], tmp_path/'empty')['verdict'] == 'not measured'
 
 
