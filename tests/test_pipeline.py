@@ -331,4 +331,5 @@ def test_every_figure_notebook_takes_overrides_and_records_the_config():
     for j in JOBS:
         assert 'overrides' in pm.inspect_notebook(str(j.path())), j.notebook
         src = j.path().read_text()
-        assert 'parse_overrides(overrides)' in src and 'config=to_dict(cfg)' in src, j.notebook
+        # through `plots.figure_setup` (it applies the overrides; `FigureRun.finish` writes the config into the sidecar)
+        assert 'figure_setup(' in src and 'overrides=overrides' in src and '.finish(' in src, j.notebook
