@@ -447,6 +447,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'cohort_inrs.sae.normalize_decoder_': ('sae.html#normalize_decoder_', 'cohort_inrs/sae.py'),
                                  'cohort_inrs.sae.planted_sampler': ('sae.html#planted_sampler', 'cohort_inrs/sae.py'),
                                  'cohort_inrs.sae.project_decoder_grad_': ('sae.html#project_decoder_grad_', 'cohort_inrs/sae.py'),
+                                 'cohort_inrs.sae.sae_forward': ('sae.html#sae_forward', 'cohort_inrs/sae.py'),
                                  'cohort_inrs.sae.sae_key': ('sae.html#sae_key', 'cohort_inrs/sae.py'),
                                  'cohort_inrs.sae.sae_metrics': ('sae.html#sae_metrics', 'cohort_inrs/sae.py'),
                                  'cohort_inrs.sae.sae_model': ('sae.html#sae_model', 'cohort_inrs/sae.py'),

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import Config, SAEConfig, config_hash, to_dict, seed_everything, resolve_device, torch_threads
 from .store import artifact_path, cached, save_tensors, load_tensors, load_module, read_meta
 from .models import CohortINR
-from .fit import cohort_model, cohort_key, psnr, to_image
+from .fit import cohort_model, cohort_key, psnr, to_image, compiled
 from .distributed import cached_by_main
 
 log = logging.getLogger('cohort_inrs')
@@ -21,9 +21,9 @@ log = logging.getLogger('cohort_inrs')
 # %% auto #0
 __all__ = ['log', 'VARIANTS', 'HIST_COLS', 'RECIPE', 'SAE_ARCH', 'topk_select', 'scatter_codes', 'batch_topk', 'geometric_median',
            'SAE', 'codes_topk', 'decode_topk', 'project_decoder_grad_', 'normalize_decoder_', 'fvu', 'auxk_loss',
-           'lr_factor', 'topk_encode', 'fit_sae', 'planted_sampler', 'dictionary_recovery', 'activation_sampler',
-           'train_sae', 'save_sae', 'load_sae', 'sae_key', 'sae_model', 'spliced_input', 'sae_reconstruct',
-           'spliced_psnr', 'sae_metrics']
+           'lr_factor', 'topk_encode', 'sae_forward', 'fit_sae', 'planted_sampler', 'dictionary_recovery',
+           'activation_sampler', 'train_sae', 'save_sae', 'load_sae', 'sae_key', 'sae_model', 'spliced_input',
+           'sae_reconstruct', 'spliced_psnr', 'sae_metrics']
 
 # %% ../nbs/05_sae.ipynb #d4a50763
 def topk_select(pre:torch.Tensor, # pre-activations `(..., n_atoms)`
@@ -200,6 +200,12 @@ def topk_encode(sae:SAE, # a `topk` SAE
 # %% ../nbs/05_sae.ipynb #86f1d74d
 HIST_COLS = ('mse', 'fvu', 'dead', 'l0')
 
+def sae_forward(sae:SAE, # the SAE
+                x:torch.Tensor): # `(B, d_in)` activations
+    "Pre-activations, codes and reconstruction of one batch: the part of a dense SAE step that `compiled` fuses."
+    pre = sae.pre_acts(x); z = sae.activate(pre)
+    return pre, z, sae.decode(z)
+
 def fit_sae(sae:SAE, # the SAE to train (modified in place), already on its device
             batches, # iterator of `(B, d_in)` activation batches
             steps:int, # total optimisation steps
@@ -218,7 +224,8 @@ def fit_sae(sae:SAE, # the SAE to train (modified in place), already on its devi
             ckpt_path=None, # resumable checkpoint file; None = none
             ckpt_every:int=500, # checkpoint period in steps
             progress:bool=True, # show a tqdm bar
-            desc:str='sae'): # progress bar label
+            desc:str='sae', # progress bar label
+            compile:bool=False): # run the dense forward and loss through `torch.compile` (`fit.compiled`)
     "Train `sae` on `batches`; returns the history `{'step': (T,), 'mse'/'fvu'/'dead'/'l0': (T,)}` (every `log_every` steps and the last) on the CPU."
     dev = sae.W_dec.device
     opt = torch.optim.AdamW(sae.parameters(), lr=lr, weight_decay=weight_decay)
@@ -229,15 +236,14 @@ def fit_sae(sae:SAE, # the SAE to train (modified in place), already on its devi
         start = _load_sae_state(ckpt_path, sae, opt, gen, since, hist)
     sae.train()
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, leave=False)
-    it = iter(batches)
+    it = iter(batches); forward = compiled(sae_forward, compile)
     for step in range(start, steps):
         for g in opt.param_groups: g['lr'] = lr * lr_factor(step, steps, warmup_steps, decay_start)
         x = next(it)
         if sparse and sae.variant == 'topk' and not auxk:  # the sparse step (see `topk_encode`)
             vals, idx = topk_encode(sae, x); recon = decode_topk(sae, vals, idx)
             z = scatter_codes(vals.detach(), idx, sae.n_atoms)  # dense codes only for the firing statistics
-        else:
-            pre = sae.pre_acts(x); z = sae.activate(pre); recon = sae.decode(z)
+        else: pre, z, recon = forward(sae, x)
         loss = main = fvu(x, recon)
         if sae.variant == 'relu_l1':
             loss = loss + l1_coef * (z * sae.W_dec.norm(dim=1)).sum(-1).mean() / (x - x.mean(0)).norm(dim=-1).mean().clamp_min(1e-20)
@@ -353,6 +359,7 @@ def train_sae(net:CohortINR, # the cohort INR (its weights are not changed; it i
               seed:int=0, # seed of the SAE init and the coordinate stream
               grid:torch.Tensor|None=None, # train on rows of this grid instead of continuous coordinates
               coord_range:tuple=(0., 1.), # `(lo, hi)` of the continuous coordinates (`Cohort.coord_range`)
+              compile:bool=False, # compile the SAE's forward (`fit_sae`)
               **recipe): # overrides of `RECIPE` entries
     "Train an SAE on the activations after shared layer `depth` of `net`; returns `(sae, history)`."
     bad = sorted(set(recipe) - set(RECIPE))
@@ -372,7 +379,7 @@ def train_sae(net:CohortINR, # the cohort INR (its weights are not changed; it i
                    auxk=sae_cfg.auxk, auxk_alpha=r['auxk_alpha'], dead_steps=dead_steps, l1_coef=r['l1_coef'],
                    weight_decay=r['weight_decay'], warmup_steps=r['warmup_steps'], decay_start=r['decay_start'],
                    clip_grad=r['clip_grad'], log_every=r['log_every'], ckpt_path=ckpt_path, ckpt_every=ckpt_every,
-                   progress=progress, desc=f'sae l={depth}')
+                   progress=progress, desc=f'sae l={depth}', compile=compile)
     return sae, hist
 
 # %% ../nbs/05_sae.ipynb #c8382712
@@ -414,7 +421,7 @@ def sae_model(cfg:Config, # the experiment
         ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
         with torch_threads(cfg.threads):
             sae, hist = train_sae(net, depth, cfg.sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed, coord_range=coh.coord_range,
-                                  decay_start=cfg.sae.lr_decay_start)
+                                  decay_start=cfg.sae.lr_decay_start, compile=cfg.compile)
         save_sae(sae, tmp, {'config_hash': h, 'key': key, 'history': {k: v.tolist() for k, v in hist.items()},
                             'train_seconds': round(time.time() - t0, 2), 'device': str(dev)})
         if ck.exists(): ck.unlink()
