@@ -4,19 +4,22 @@
 
 # %% ../nbs/08a_bench.ipynb #fe967e1b
 from __future__ import annotations
-import time, json, os, socket, tempfile
+import time, json, os, sys, socket, tempfile, copy, contextlib, importlib.util
 from pathlib import Path
 import torch
-from .config import resolve_device, seed_everything
-from .data import coord_grid
-from .models import CohortINR, StackedINR, canonical_configs
-from .fit import cohort_step, ddp_cohort_step, to_target, fit_stack, fit_single
+from .config import resolve_device, seed_everything, get_config, torch_threads
+from .data import coord_grid, load_cohort
+from .models import CohortINR, StackedINR, DepthStack, canonical_configs, default_ff_sigma
+from .fit import cohort_step, cohort_loss, ddp_cohort_step, to_target, to_image, psnr, fit_stack, fit_single, compiled
 from .sae import SAE, fit_sae, codes_topk, decode_topk
 from .atoms import bench_ablation
 
 # %% auto #0
-__all__ = ['ENTRIES', 'QUICK', 'best_time', 'median_time', 'matmul_probe', 'cohort_step_flops', 'bench_cohort_step',
-           'bench_sweep', 'bench_sae', 'bench_scaling', 'format_result', 'run_bench', 'add_bench_parser']
+__all__ = ['MATMUL_OPS', 'OP_COLUMNS', 'ENTRIES', 'DEFAULT', 'QUICK', 'best_time', 'median_time', 'matmul_probe',
+           'cohort_step_flops', 'bench_cohort_step', 'bench_sweep', 'bench_sae', 'bench_scaling', 'fp32_matmuls',
+           'interleaved_times', 'matmul_flops', 'matmul_seconds', 'outside_share', 'op_shape', 'op_data', 'op_row',
+           'bench_op_cohort', 'bench_op_fit', 'bench_op_batched', 'peer_available', 'peer_siren', 'fit_peer',
+           'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result', 'run_bench', 'add_bench_parser']
 
 # %% ../nbs/08a_bench.ipynb #3f68351b
 def _sync(dev):
@@ -118,8 +121,10 @@ def bench_sae(backbone:str='siren', # only labels the result (the activations ar
     gen = torch.Generator().manual_seed(0)
     def train(n, sparse=False): fit_sae(sae, iter(lambda: x, None), n, 1e-4, gen, log_every=n, progress=False, sparse=sparse)
     train(2); train(2, True)
-    t_step = median_time(lambda: train(1), steps, dev)
-    t_sparse = median_time(lambda: train(1, True), steps, dev)
+    # whole `steps`-step calls, divided: each `fit_sae` call builds its optimiser and ends with a host sync (`hist.cpu()`),
+    # which a timing of 1-step calls would count once per step
+    t_step = median_time(lambda: train(steps), 3, dev) / steps
+    t_sparse = median_time(lambda: train(steps, True), 3, dev) / steps
     h = torch.randn(grid * grid, d_in, device=dev)
     with torch.no_grad():
         t_enc = best_time(lambda: sae.encode(h), 3, dev)
@@ -195,8 +200,330 @@ def bench_scaling(backbone:str='siren', # backbone to train
                 steps_per_s={name(*r): v for r, v in sps.items()},
                 detail=', '.join(f"{name(*r)}: {v:.2f} steps/s" for r, v in sps.items()) + f" (ratio = {name(*hi)} / {name(*lo)})")
 
+# %% ../nbs/08a_bench.ipynb #fff8f284
+@contextlib.contextmanager
+def fp32_matmuls(device): # where the measurement runs; only CUDA changes anything
+    "On CUDA, switch TF32 off for matmuls and convolutions while inside (the float32 peak is the one to compare with); restored after."
+    if torch.device(device).type != 'cuda': yield; return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try: yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+# %% ../nbs/08a_bench.ipynb #ef557839
+def interleaved_times(fns:dict, # name -> callable, or name -> `(callable, calls per timing)`
+                      rounds:int=5, # rounds; each times every callable once, in order (A, B, A, B, ...)
+                      device=None): # synchronise this device around each timing
+    "Median seconds per call of each callable, timed in interleaved rounds so that load bursts hit all of them."
+    dev = torch.device(device or 'cpu'); fns = {k: v if isinstance(v, tuple) else (v, 1) for k, v in fns.items()}
+    ts = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, (f, n) in fns.items():
+            _sync(dev); t = time.perf_counter()
+            for _ in range(n): f()  # several calls between synchronisations: GPU launches overlap as in real loops
+            _sync(dev); ts[k].append((time.perf_counter() - t) / n)
+    return {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+
+# %% ../nbs/08a_bench.ipynb #5e75803b
+def matmul_flops(fn): # a callable (a training step, or a whole fit)
+    "Matmul FLOPs of one call of `fn` (forward and backward), counted by `torch.utils.flop_counter`."
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc: fn()
+    return fc.get_total_flops()
+
+# %% ../nbs/08a_bench.ipynb #706045ae
+MATMUL_OPS = ('aten::mm', 'aten::bmm', 'aten::addmm', 'aten::baddbmm', 'aten::linear', 'aten::matmul')
+
+def matmul_seconds(fn, # a callable (one step, or a whole fit)
+                   calls:int=2, # calls profiled
+                   device=None): # CUDA: device time of the matmul kernels; else CPU self time of the ops
+    "Seconds per call of `fn` spent inside matmul ops (`MATMUL_OPS`), from `torch.profiler`."
+    from torch.profiler import profile, ProfilerActivity
+    dev = torch.device(device or 'cpu'); cuda = dev.type == 'cuda'
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(calls): fn()
+        _sync(dev)
+    ev = prof.key_averages()
+    # CPU: self time (aten::linear and aten::matmul call mm/addmm, whose time is theirs); CUDA: the kernels below
+    # the leaf ops only, so nothing is counted twice
+    us = (sum(e.device_time_total for e in ev if e.key in MATMUL_OPS[:4]) if cuda else
+          sum(e.self_cpu_time_total for e in ev if e.key in MATMUL_OPS))
+    return us / 1e6 / calls
+
+def outside_share(mm_s:float, # seconds per call inside matmuls (`matmul_seconds`)
+                  step_s:float): # seconds per call, timed without the profiler
+    "Share of a call's time outside matmuls, in [0, 1]."
+    return min(1., max(0., 1 - mm_s / step_s))
+
+# %% ../nbs/08a_bench.ipynb #0a0bb006
+def op_shape(profile:str='cpu', # the profile whose shape to measure: `smoke`, `cpu` or `paper`
+             resolution:int|None=None, # image side to measure at; None = the profile's
+             n_images:int|None=None, # test images per configuration in the sweep; None = the profile's
+             real:bool=True): # fit the profile's first cohort (False: random images, no data loading)
+    "The operating point of a profile: model, image and sweep sizes, rates, and a label that says what was scaled."
+    cfg = get_config(profile); R0 = cfg.data.resolution; R = resolution or R0
+    m, t = cfg.model, cfg.transfer
+    label = f"{profile} {R}x{R}x{cfg.data.channels} w{m.width}"
+    if R != R0: label += f" (of {R0}x{R0}: x{R0**2 / R**2:.1f} pixels)"
+    return dict(profile=profile, label=label, width=m.width, L=m.n_shared, w0=m.w0, ff_m=m.ff_m,
+                ff_sigma=m.ff_sigma or default_ff_sigma(R0), resolution=R, full_resolution=R0, channels=cfg.data.channels,
+                n_signals=cfg.data.n_train, n_images=n_images or t.n_images, log_every=t.log_every,
+                train_lr={b: cfg.train.lr(b) for b in ('siren', 'ffmlp')}, fit_lr={b: t.lr(b) for b in ('siren', 'ffmlp')},
+                cohort=(cfg.data.cohorts[0].split('@')[0] + f'@{R}') if real else None, data_cfg=cfg.data)
+
+# %% ../nbs/08a_bench.ipynb #ec2a9711
+def op_data(shape:dict, # from `op_shape`
+            device='cpu'): # where to put the tensors
+    "Coordinates `(P, 2)`, cohort images `(N, P, C)` and test images `(n, P, C)` in [0, 1] at `shape` (random when it names no cohort)."
+    R, C, N, n = shape['resolution'], shape['channels'], shape['n_signals'], shape['n_images']
+    if shape['cohort'] is None:
+        g = torch.Generator().manual_seed(0); P = R * R
+        return coord_grid(R, device=device), torch.rand(N, P, C, generator=g).to(device), torch.rand(n, P, C, generator=g).to(device)
+    from dataclasses import replace
+    coh = load_cohort(shape['cohort'], replace(shape['data_cfg'], resolution=R, n_test=max(n, shape['data_cfg'].n_test), allow_upsample=True))
+    return coh.coords(device), coh.targets('train')[:N].to(device), coh.targets('test')[:n].to(device)
+
+# %% ../nbs/08a_bench.ipynb #de7f8cbb
+def op_row(shape:dict, # from `op_shape`
+           what:str, # the measurement
+           ours_ms:float, # ms per step, this library
+           other_ms:float|None=None, # ms per step of the reference; None = no reference
+           psnr_ours:float|None=None, psnr_other:float|None=None, # dB after the same steps
+           util:float|None=None, # utilisation of the measured matmul peak
+           outside:float|None=None, # share of the step outside matmuls
+           target:float|None=None, # the ratio to reach
+           note:str='', # what the reference is, compile time, sizes
+           backbone:str='siren', # backbone measured
+           device='cpu'): # where it ran
+    "One row of the operating-point table (a JSON-able dict)."
+    ratio = other_ms / ours_ms if other_ms is not None else None
+    meets = None if target is None or ratio is None else bool(ratio >= target and (
+        psnr_ours is None or psnr_other is None or abs(psnr_ours - psnr_other) <= 0.2))  # peer rows: at equal PSNR
+    return dict(entry='op', shape=shape['label'], profile=shape['profile'], what=what, backbone=backbone, ours_ms=ours_ms,
+                other_ms=other_ms, ratio=ratio, psnr_ours=psnr_ours, psnr_other=psnr_other, util=util, outside_mm=outside,
+                target=target, meets=meets, note=note, device=str(device))
+
+# %% ../nbs/08a_bench.ipynb #25630e42
+def _peak(P, width, dev):
+    "The peak probe at the step's hidden-layer shape, with enough calls per timing to see it on a GPU."
+    mm, flops = matmul_probe(P, width, width, dev)
+    return (mm, 20 if dev.type == 'cuda' else 3), flops
+
+def _first_call_seconds(fn, device=None):
+    "Seconds of the first call of a compiled callable, from a clean compile cache: compile time plus one call."
+    torch._dynamo.reset(); dev = torch.device(device or 'cpu')
+    _sync(dev); t = time.perf_counter(); fn(); _sync(dev)
+    return time.perf_counter() - t
+
+def bench_op_cohort(shape:dict, # from `op_shape`
+                    backbone:str='siren', # backbone of the cohort INR
+                    rounds:int=7, # interleaved timing rounds
+                    compile:bool=True, # also time the compiled step
+                    device='auto'): # where to run
+    "Rows for one cohort-training step at `shape`: ms/step, utilisation, share outside matmuls; compiled vs eager."
+    dev = resolve_device(device); seed_everything(0)
+    x, train, _ = op_data(shape, dev); y = to_target(train); P, N = x.shape[0], train.shape[0]
+    net = CohortINR(backbone, N, shape['channels'], shape['width'], shape['L'], shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
+    nets = {'eager': net} | ({'compiled': copy.deepcopy(net)} if compile else {})
+    opts = {k: torch.optim.Adam(n.parameters(), lr=shape['train_lr'][backbone]) for k, n in nets.items()}
+    losses = {'eager': cohort_loss, 'compiled': compiled(cohort_loss, compile)}
+    steps = {k: (lambda k=k: cohort_step(nets[k], x, y, opts[k], losses[k])) for k in nets}
+    inner = 10 if dev.type == 'cuda' else 1
+    peak_fn, peak_flops = _peak(P, shape['width'], dev)
+    steps['eager'](); peak_fn[0]()
+    if compile: c_s = _first_call_seconds(steps['compiled'], dev); steps['compiled']()
+    t = interleaved_times({k: (f, inner) for k, f in steps.items()} | {'peak': peak_fn}, rounds, dev)
+    if compile: c_s -= t['compiled']
+    flops, peak = matmul_flops(steps['eager']), peak_flops / t['peak']
+    rows = [op_row(shape, f'cohort step ({backbone})', t['eager'] * 1e3, util=flops / t['eager'] / peak,
+                   outside=outside_share(matmul_seconds(steps['eager'], 2, dev), t['eager']), backbone=backbone, device=dev,
+                   note=f'cohort_step, {N} signals, full batch; peak {peak / 1e9:.0f} GFLOP/s')]
+    if compile:
+        rows.append(op_row(shape, f'cohort step compiled vs eager ({backbone})', t['compiled'] * 1e3, t['eager'] * 1e3,
+                           util=flops / t['compiled'] / peak, outside=outside_share(matmul_seconds(steps['compiled'], 2, dev), t['compiled']),
+                           backbone=backbone, device=dev, note=f'compile {c_s:.1f} s (once, not in ms/step)'))
+    return rows
+
+# %% ../nbs/08a_bench.ipynb #bc52cbc9
+def _sweep_stack(cnet:CohortINR, L:int, n:int, C:int):
+    "The freeze sweep as `run_sweep` builds it: every canonical configuration x `n` images (seed 0), one `DepthStack`."
+    return DepthStack([StackedINR.from_cohort(cnet, d, m, seeds=[0] * n, out_channels=C) for d, m in canonical_configs(L)])
+
+def _fit_flops_per_step(fit):
+    "Matmul FLOPs of one step of `fit(steps)`: `fit(2) - fit(1)`, so set-up and the final evaluation cancel."
+    return matmul_flops(lambda: fit(2)) - matmul_flops(lambda: fit(1))
+
+def bench_op_fit(shape:dict, # from `op_shape`
+                 backbone:str='siren', # backbone of the cohort encoder
+                 steps:int=10, # steps per timed `fit_stack` call
+                 rounds:int=3, # interleaved timing rounds
+                 compile:bool=True, # also time `fit_stack(compile=True)`
+                 device='auto'): # where to run
+    "Rows for the stacked test-time fit of a whole freeze sweep (`DepthStack`) at `shape`; compiled vs eager."
+    dev = resolve_device(device); seed_everything(0)
+    x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
+    cnet = CohortINR(backbone, shape['n_signals'], C, shape['width'], L, shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
+    K = len(canonical_configs(L)); tgt = test.repeat(K, 1, 1)
+    stacks = {'eager': _sweep_stack(cnet, L, n, C)} | ({'compiled': _sweep_stack(cnet, L, n, C)} if compile else {})
+    fit = lambda k, s: fit_stack(stacks[k], x, tgt, s, shape['fit_lr'][backbone], shape['log_every'], compile=k == 'compiled')
+    peak_fn, peak_flops = _peak(x.shape[0], shape['width'], dev)
+    fit('eager', 1)
+    if compile: c_s = _first_call_seconds(lambda: fit('compiled', 1), dev)
+    t = interleaved_times({k: (lambda k=k: fit(k, steps)) for k in stacks} | {'peak': peak_fn}, rounds, dev)
+    ms = {k: t[k] / steps * 1e3 for k in stacks}
+    if compile: c_s -= t['compiled'] / steps
+    flops, peak = _fit_flops_per_step(lambda s: fit('eager', s)), peak_flops / t['peak']
+    util = lambda k: flops / (ms[k] / 1e3) / peak
+    out = lambda k: outside_share(matmul_seconds(lambda: fit(k, steps), 1, dev), t[k])
+    what = f'stacked fit, {K} configs x {n} images ({backbone})'
+    rows = [op_row(shape, what, ms['eager'], util=util('eager'), outside=out('eager'), backbone=backbone, device=dev,
+                   note=f'DepthStack, fit_stack {steps} steps per call; peak {peak / 1e9:.0f} GFLOP/s')]
+    if compile:
+        rows.append(op_row(shape, f'{what} compiled vs eager', ms['compiled'], ms['eager'], util=util('compiled'), outside=out('compiled'),
+                           backbone=backbone, device=dev, note=f'fit_stack(compile=True); compile {c_s:.1f} s (once, not in ms/step)'))
+    return rows
+
+# %% ../nbs/08a_bench.ipynb #571bf431
+def bench_op_batched(shape:dict, # from `op_shape`
+                     backbone:str='siren', # backbone of the cohort encoder
+                     steps:int=10, # steps per fit
+                     rounds:int=3, # interleaved timing rounds
+                     device='auto'): # where to run
+    "Rows: the whole sweep as one `DepthStack` fit vs one `fit_single` per configuration per image, and vs one `StackedINR` per configuration."
+    dev = resolve_device(device); seed_everything(0)
+    x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
+    cnet = CohortINR(backbone, shape['n_signals'], C, shape['width'], L, shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
+    cfgs = canonical_configs(L); K, lr, le = len(cfgs), shape['fit_lr'][backbone], shape['log_every']
+    ds = _sweep_stack(cnet, L, n, C); tgt = test.repeat(K, 1, 1)
+    per_cfg = [StackedINR.from_cohort(cnet, d, m, seeds=[0] * n, out_channels=C) for d, m in cfgs]
+    singles = [(st.single(i), d, i) for st, (d, _) in zip(per_cfg, cfgs) for i in range(n)]
+    fns = {'batched': lambda: fit_stack(ds, x, tgt, steps, lr, le),
+           'per_config': lambda: [fit_stack(st, x, test, steps, lr, le) for st in per_cfg],
+           'one_at_a_time': lambda: [fit_single(net, d, x, test[i], steps, lr, le) for net, d, i in singles]}
+    for f in fns.values(): f()  # warm-up
+    t = {k: v / steps * 1e3 for k, v in interleaved_times(fns, rounds, dev).items()}
+    what = f'{K} configs x {n} images: DepthStack vs'
+    return [op_row(shape, f'{what} fit_single loop ({backbone})', t['batched'], t['one_at_a_time'], target=3., backbone=backbone,
+                   device=dev, note=f'{K * n} fit_single calls, {steps} steps each'),
+            op_row(shape, f'{what} per-config StackedINR ({backbone})', t['batched'], t['per_config'], backbone=backbone,
+                   device=dev, note=f'{K} fit_stack calls of {n} models')]
+
+# %% ../nbs/08a_bench.ipynb #a4032847
+def peer_available():
+    "Whether `siren-pytorch` (the public peer) is installed."
+    return importlib.util.find_spec('siren_pytorch') is not None
+
+def peer_siren(stack:StackedINR): # a depth-0 SIREN stack; model 0 is copied
+    "A `siren_pytorch.SirenNet` with the architecture and current weights of model 0 of `stack`."
+    from siren_pytorch import SirenNet
+    if stack.backbone != 'siren' or stack.depth != 0: raise ValueError("peer_siren copies a depth-0 SIREN stack.")
+    net = SirenNet(2, stack.width, stack.out_channels, stack.n_shared, w0=stack.w0, w0_initial=stack.w0)
+    with torch.no_grad():
+        for l, layer in enumerate(net.layers): layer.weight.copy_(stack.tail_w[l][0]); layer.bias.copy_(stack.tail_b[l][0])
+        net.last_layer.weight.copy_(stack.head_w[0]); net.last_layer.bias.copy_(stack.head_b[0])
+    return net.to(stack.head_w.device)
+
+# %% ../nbs/08a_bench.ipynb #114ba606
+def fit_peer(net, # a `SirenNet` (trained in place)
+             coords, # (P, 2) coordinates
+             image, # (P, C) target in [0, 1]
+             steps:int, # optimisation steps
+             lr:float): # Adam learning rate
+    "The plain full-batch loop on the MSE in [-1, 1], no logging and no host syncs; returns the final PSNR (dB, a 0-d tensor)."
+    tgt = to_target(image); opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = ((net(coords) - tgt)**2).mean()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    with torch.no_grad(): return psnr(to_image(net(coords))[None], image[None])[0]
+
+# %% ../nbs/08a_bench.ipynb #acad25d9
+def bench_op_peer(shape:dict, # from `op_shape`
+                  steps:int=300, # steps of every fit (time and PSNR)
+                  rounds:int=3, # interleaved rounds of (ours, peer, ours compiled), each fit from the same initial weights
+                  compile:bool=True, # also time `fit_stack(compile=True)`
+                  device='auto'): # where to run
+    "Rows: one image fitted by `fit_stack` (depth-0 `StackedINR`, M = 1) vs `siren-pytorch`: ms/step, and PSNR after the same steps."
+    dev = resolve_device(device); seed_everything(0)
+    if not peer_available():
+        return [op_row(shape, 'one image: fit_stack vs siren-pytorch', float('nan'), device=dev,
+                       note='siren-pytorch not installed (pip install cohort-inrs[peer])')]
+    x, _, test = op_data(shape, dev); img, C, lr, le = test[0], shape['channels'], shape['fit_lr']['siren'], shape['log_every']
+    st0 = StackedINR.from_cohort(CohortINR('siren', 1, C, shape['width'], shape['L'], shape['w0']).to(dev), 0, 'scratch', [0], out_channels=C)
+    ours = lambda comp: (lambda s, n: -10 * torch.log10(fit_stack(s, x, img[None], n, lr, le, compile=comp)['mse'][-1, 0]))
+    arms = {'ours': (lambda: copy.deepcopy(st0), ours(False)), 'peer': (lambda: peer_siren(st0), lambda m, n: fit_peer(m, x, img, n, lr))}
+    if compile: arms['compiled'] = (lambda: copy.deepcopy(st0), ours(True))
+    call = lambda k, n: arms[k][1](arms[k][0](), n)
+    if compile: c_s = _first_call_seconds(lambda: call('compiled', 1), dev)
+    call('ours', 1); call('peer', 1)  # warm-up
+    ts, ps = {k: [] for k in arms}, {}
+    for _ in range(rounds):  # by hand rather than `interleaved_times`: every fit starts from a fresh copy, made outside the timing
+        for k, (make, run) in arms.items():
+            m = make(); _sync(dev); t = time.perf_counter(); ps[k] = run(m, steps); _sync(dev); ts[k].append(time.perf_counter() - t)
+    s = {k: sorted(v)[len(v) // 2] / steps for k, v in ts.items()}; ps = {k: float(v) for k, v in ps.items()}
+    n_mm = min(steps, 20)  # matmul time per step from a shorter profiled fit
+    out = lambda k: outside_share(matmul_seconds(lambda: call(k, n_mm), 1, dev) / n_mm, s[k])
+    peak_fn, peak_flops = _peak(x.shape[0], shape['width'], dev)
+    fl, peak = _fit_flops_per_step(lambda n: call('ours', n)), peak_flops / interleaved_times({'peak': peak_fn}, 5, dev)['peak']
+    what = f'one image, {steps} steps: fit_stack vs siren-pytorch'
+    rows = [op_row(shape, what, s['ours'] * 1e3, s['peer'] * 1e3, ps['ours'], ps['peer'], fl / s['ours'] / peak, out('ours'), 1.5,
+                   device=dev, note=f"depth-0 StackedINR, M=1, eager; peer outside mm {out('peer'):.2f}")]
+    if compile:
+        rows.append(op_row(shape, f'{what} (compiled)', s['compiled'] * 1e3, s['peer'] * 1e3, ps['compiled'], ps['peer'],
+                           fl / s['compiled'] / peak, out('compiled'), 1.5, device=dev,
+                           note=f"fit_stack(compile=True); compile {c_s - s['compiled']:.1f} s (once, not in ms/step)"))
+    return rows
+
+# %% ../nbs/08a_bench.ipynb #ef26feb3
+OP_COLUMNS = ('shape', 'what', 'ours ms/step', 'other ms/step', 'ratio', 'PSNR ours/other', 'util', 'outside mm', 'target', 'note')
+
+def _cells(r):
+    f = lambda v, fmt: '-' if v is None or v != v else format(v, fmt)
+    tgt = '-' if r['target'] is None else f"{r['target']:g}x " + ('met' if r['meets'] else 'not met')
+    ps = '-' if r['psnr_ours'] is None else f"{r['psnr_ours']:.2f}/{r['psnr_other']:.2f}"
+    return (r['shape'], r['what'], f(r['ours_ms'], '.2f'), f(r['other_ms'], '.2f'), f(r['ratio'], '.2f') + ('x' if r['ratio'] else ''),
+            ps, f(r['util'], '.2f'), f(r['outside_mm'], '.2f'), tgt, r['note'])
+
+def format_table(rows:list): # `op` rows
+    "The operating-point rows as one Markdown table."
+    cells = [OP_COLUMNS] + [_cells(r) for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(len(OP_COLUMNS))]
+    line = lambda c: '| ' + ' | '.join(s.ljust(n) for s, n in zip(c, w)) + ' |'
+    th = {r.get('threads') for r in rows} - {None}; dev = sorted({r['device'] for r in rows})
+    cap = f"device {', '.join(dev)}" + (f", {', '.join(map(str, th))} CPU thread(s)" if th else '') + '; ratio = other / ours (above 1: ours faster)'
+    return '\n'.join([line(cells[0]), '|' + '|'.join('-' * (n + 2) for n in w) + '|'] + [line(c) for c in cells[1:]] + [cap])
+
+# %% ../nbs/08a_bench.ipynb #1f1c67f4
+def bench_operating_point(device='auto', # where to run
+                          quick:bool=False, # tiny shapes (the smoke profile, random images): checks the entry runs
+                          backbones=('siren', 'ffmlp'), # backbones of the cohort-step and stacked-fit rows (the peer is SIREN)
+                          paper_resolution:int|None=None, # image side for the paper shape; None = 176 on CUDA, 64 on CPU
+                          compile:bool=True, # time the compiled variants where the plan has them (False: none, and no compile time)
+                          threads:int=0, # CPU threads (torch's intra-op); 0 = the current setting, as the profiles run
+                          progress:bool=True): # say on stderr what is being measured
+    "All rows of the operating-point table (see the table above), at the cpu and paper shapes."
+    dev = resolve_device(device); cuda = dev.type == 'cuda'
+    say = lambda s: print(f'bench op: {s}', file=sys.stderr, flush=True) if progress else None
+    if quick: plans = [(op_shape('smoke', real=False), dict(rounds=1, steps=2, peer_steps=3, compile=True, batched=True))]
+    else:
+        paper = op_shape('paper', paper_resolution or (None if cuda else 64), n_images=None if cuda else 1)
+        plans = [(op_shape('cpu'), dict(rounds=5, steps=10, peer_steps=300, compile=True, batched=True)),
+                 (paper, dict(rounds=3 if cuda else 2, steps=10 if cuda else 2, peer_steps=300 if cuda else 30, compile=cuda, batched=cuda))]
+    rows = []
+    with fp32_matmuls(dev), torch_threads(threads):
+        for shape, p in plans:
+            for i, bb in enumerate(backbones):
+                comp = compile and p['compile'] and (i == 0 or not quick)  # quick: compile one backbone only (compiling is slow on 2 cores)
+                say(f"{shape['label']}: cohort step ({bb})"); rows += bench_op_cohort(shape, bb, p['rounds'], comp, dev)
+                say(f"{shape['label']}: stacked fit ({bb})"); rows += bench_op_fit(shape, bb, p['steps'], max(p['rounds'] - 2, 1), comp, dev)
+            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); rows += bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), dev)
+            say(f"{shape['label']}: peer"); rows += bench_op_peer(shape, p['peer_steps'], max(p['rounds'] - 2, 1), compile and p['compile'], dev)
+        n = None if cuda else torch.get_num_threads()
+    return [r | {'threads': n} for r in rows]
+
 # %% ../nbs/08a_bench.ipynb #34a592a1
-ENTRIES = {'cohort_step': bench_cohort_step, 'sweep': bench_sweep, 'sae': bench_sae, 'ablation': bench_ablation, 'scaling': bench_scaling}
+ENTRIES = {'op': bench_operating_point, 'cohort_step': bench_cohort_step, 'sweep': bench_sweep, 'sae': bench_sae,
+           'ablation': bench_ablation, 'scaling': bench_scaling}
+DEFAULT = ('op',)  # what `cohort-inrs bench` runs; `--all` runs every entry
 QUICK = dict(cohort_step=dict(width=32, resolution=8, n_signals=2, L=2, rounds=3), sweep=dict(width=16, resolution=8, L=2, steps=3),
              sae=dict(d_in=16, n_atoms=64, k=4, batch=64, grid=8, steps=3),
              ablation=dict(n_atoms=64, k=4, width=16, L=2, depth=1, resolution=8, n_signals=2, n_brute=4),
@@ -210,13 +537,19 @@ def format_result(r:dict): # one entry's result
     tgt = '' if r.get('target') is None else f" ({'meets' if r['ratio'] >= r['target'] else 'below'} target {r['target']})"
     return f"{r['entry']:<12} {r['backbone']:<6} ratio {r['ratio']:.2f}{tgt} | {r['detail']} | {r['shape']} | {r['device']}"
 
-def run_bench(only=None, # entry names to run; None = all
+def run_bench(only=None, # entry names to run; None = `DEFAULT`
               device='auto', # where to run
               quick:bool=False, # tiny shapes (a smoke test of the benchmark itself)
-              backbones=('siren', 'ffmlp')): # backbones to run each entry for
-    "Run the benchmark entries; prints one line per result and returns the results."
+              backbones=('siren', 'ffmlp'), # backbones to run each entry for
+              paper_resolution:int|None=None, # `op`: image side of the paper shape (None: 176 on CUDA, 64 on CPU)
+              compile:bool=True, # `op`: time the compiled variants too
+              threads:int=0): # `op`: CPU threads; 0 = the current setting
+    "Run the benchmark entries; prints one line per result (the `op` entry: one table) and returns the results."
     res = []
-    for name in only or ENTRIES:
+    for name in only or DEFAULT:
+        if name == 'op':
+            rows = bench_operating_point(device, quick, backbones, paper_resolution, compile, threads); res += rows
+            print(format_table(rows), flush=True); continue
         for bb in (backbones if name not in ('sae', 'scaling') else backbones[:1]):  # these two hardly depend on the backbone
             res.append(ENTRIES[name](bb, device=device, **(QUICK[name] if quick else {}))); print(format_result(res[-1]), flush=True)
     return res
@@ -224,15 +557,17 @@ def run_bench(only=None, # entry names to run; None = all
 # %% ../nbs/08a_bench.ipynb #9cb13079
 def add_bench_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
     "Register `cohort-inrs bench`."
-    p = subparsers.add_parser('bench', help='performance ratios: cohort-step MFU, batched sweep, SAE decode, ablation scan, DDP scaling')
-    p.add_argument('--only', nargs='+', choices=list(ENTRIES), help='entries to run (default: all)')
+    p = subparsers.add_parser('bench', help='performance at the operating point (vs compiled, batched and a public peer); --all: also MFU, sweep, SAE, ablation, DDP scaling')
+    p.add_argument('--only', nargs='+', choices=list(ENTRIES), help=f"entries to run (default: {' '.join(DEFAULT)})")
+    p.add_argument('--all', action='store_true', help='run every entry')
     p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu or cuda')
     p.add_argument('--quick', action='store_true', help='tiny shapes: checks the benchmark runs, not the performance')
+    p.add_argument('--paper-resolution', type=int, metavar='R', help='op entry: image side of the paper shape (default 176 on CUDA, 64 on CPU)')
+    p.add_argument('--no-compile', action='store_true', help='op entry: skip the compiled variants (and their compile time)')
+    p.add_argument('--threads', type=int, default=0, metavar='N', help="op entry: torch CPU threads (default 0: torch's default, as the profiles run)")
     p.add_argument('--json', metavar='FILE', help='also write the results to FILE')
     def run(args):
-        res = run_bench(args.only, args.device, args.quick)
-        if args.json:
-            from pathlib import Path
-            Path(args.json).write_text(json.dumps(res, indent=1))
+        res = run_bench(list(ENTRIES) if args.all else args.only, args.device, args.quick, paper_resolution=args.paper_resolution, compile=not args.no_compile, threads=args.threads)
+        if args.json: Path(args.json).write_text(json.dumps(res, indent=1))
         return 0
     p.set_defaults(func=run)
