@@ -59,6 +59,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cohort_inrs.atoms.maps_from_pairs': ('atoms.html#maps_from_pairs', 'cohort_inrs/atoms.py'),
                                    'cohort_inrs.atoms.match_by_drop': ('atoms.html#match_by_drop', 'cohort_inrs/atoms.py'),
                                    'cohort_inrs.atoms.match_dictionaries': ('atoms.html#match_dictionaries', 'cohort_inrs/atoms.py'),
+                                   'cohort_inrs.atoms.pair_changes': ('atoms.html#pair_changes', 'cohort_inrs/atoms.py'),
                                    'cohort_inrs.atoms.summarise': ('atoms.html#summarise', 'cohort_inrs/atoms.py')},
             'cohort_inrs.bench': { 'cohort_inrs.bench._cells': ('bench.html#_cells', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench._first_call_seconds': ('bench.html#_first_call_seconds', 'cohort_inrs/bench.py'),

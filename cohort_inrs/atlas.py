@@ -18,7 +18,7 @@ from .store import atomic_path
 from .fit import to_image
 from .sae import SAE, sae_model, sae_reconstruct, _eval
 from .models import CohortINR
-from .atoms import firing_pairs, maps_from_pairs, firing_maps, localisation, summarise, contour_tracing, match_dictionaries, ablation_scan
+from .atoms import firing_pairs, maps_from_pairs, firing_maps, localisation, summarise, contour_tracing, match_dictionaries, ablation_scan, pair_changes
 from .plots import figure_dir, git_revision, BACKBONE_LABELS
 
 log = logging.getLogger('cohort_inrs')
@@ -120,17 +120,7 @@ def change_pairs(sae:SAE, # the SAE trained at `depth`
                  heads, # head indices (list)
                  chunk:int=8192): # pairs per forward
     "`|ablated - spliced|` image change (clamped to [0, 1], mean over channels) of every pair on each head: `(m, len(heads))`."
-    dev, dt = sae.W_dec.device, sae.W_dec.dtype
-    coords = coords.to(dev, dt); pixel, atom, value = pixel.to(dev), atom.to(dev), value.to(dev, dt)
-    with _eval(sae):
-        h = net.encode(coords, depth); recon = sae_reconstruct(sae, h)
-        y0 = to_image(net.decode_from(recon, depth, head=list(heads))).clamp(0, 1)  # (nh, P, C)
-        out = []
-        for s in range(0, len(pixel), chunk):  # chunks of pairs bound memory (chunk x width activations per layer)
-            p, a, v = pixel[s:s + chunk], atom[s:s + chunk], value[s:s + chunk]
-            y = to_image(net.decode_from(recon[p] - v[:, None] * sae.W_dec[a], depth, head=list(heads))).clamp(0, 1)
-            out.append((y - y0[:, p]).abs().mean(-1).T)
-    return torch.cat(out).float().cpu() if out else torch.zeros(0, len(heads))
+    return pair_changes(sae, net, depth, coords, pixel, atom, value, list(heads), chunk=chunk).mean(-1).float().cpu()  # the one definition, in `atoms`
 
 # %% ../nbs/10_atlas.ipynb #58440e67
 @torch.no_grad()

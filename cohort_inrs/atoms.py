@@ -24,8 +24,8 @@ log = logging.getLogger('cohort_inrs')
 # %% auto #0
 __all__ = ['log', 'PER_HEAD', 'firing_pairs', 'maps_from_pairs', 'firing_maps', 'components', 'localisation', 'atom_localisation',
            'summarise', 'match_dictionaries', 'edge_maps', 'contour_correlation', 'contour_tracing', 'ablate_atoms',
-           'brute_force_ablation', 'change_maps', 'change_extent', 'inside_share', 'match_by_drop', 'ablation_key',
-           'ablation_scan', 'bench_ablation']
+           'brute_force_ablation', 'pair_changes', 'change_maps', 'change_extent', 'inside_share', 'match_by_drop',
+           'ablation_key', 'ablation_scan', 'bench_ablation']
 
 # %% ../nbs/06_atoms.ipynb #a97d270c
 def _hw(resolution): 
@@ -257,6 +257,28 @@ def brute_force_ablation(sae:SAE, # the SAE trained at `depth`
 
 # %% ../nbs/06_atoms.ipynb #66516b36
 @torch.no_grad()
+def pair_changes(sae:SAE, # the SAE trained at `depth`
+                 net:CohortINR, # its cohort INR
+                 depth:int, # the splice depth
+                 coords:torch.Tensor, # `(P, 2)` the images' grid
+                 pixel:torch.Tensor, # `(m,)` support pairs: pixel index (e.g. from `firing_pairs` on the same grid)
+                 atom:torch.Tensor, # `(m,)` the pair's atom
+                 value:torch.Tensor, # `(m,)` the atom's code at that pixel
+                 heads=None, # head indices; None = all
+                 error_term:bool=False, # variant B: the edit is applied to the INR's own activation
+                 chunk:int=8192): # pairs per forward (memory: chunk x width activations per layer)
+    "`|ablated - spliced|` of the clamped images at each support pair, per head and channel: `(m, n_heads, C)`, on the SAE's device."
+    dev, dt = sae.W_dec.device, sae.W_dec.dtype; hd = None if heads is None else list(heads)
+    coords = coords.to(dev, dt); pixel, atom, value = pixel.to(dev), atom.to(dev), value.to(dev, dt)
+    with _eval(sae):
+        h = net.encode(coords, depth); base = h if error_term else sae_reconstruct(sae, h)  # variant B: `h - z_j d_j`
+        y0 = to_image(net.decode_from(base, depth, head=hd)).clamp(0, 1)  # (n_heads, P, C)
+        out = [(to_image(net.decode_from(base[p] - v[:, None] * sae.W_dec[a], depth, head=hd)).clamp(0, 1) - y0[:, p]).abs().transpose(0, 1)
+               for p, a, v in zip(pixel.split(chunk), atom.split(chunk), value.split(chunk))]  # each pixel is computed on its own
+    return torch.cat(out) if out else torch.zeros(0, y0.shape[0], y0.shape[-1], device=dev, dtype=dt)
+
+# %% ../nbs/06_atoms.ipynb #7e408626
+@torch.no_grad()
 def change_maps(sae:SAE, # the SAE trained at `depth`
                 net:CohortINR, # its cohort INR
                 depth:int, # the splice depth
@@ -277,13 +299,8 @@ def change_maps(sae:SAE, # the SAE trained at `depth`
             z = sae.encode(h[s:s + 1024]); p, a = z.nonzero(as_tuple=True); r = row[a]; keep = r >= 0
             pix.append(p[keep] + s); rr.append(r[keep]); val.append(z[p[keep], a[keep]])
     pix, rr, val = torch.cat(pix), torch.cat(rr), torch.cat(val)
-    base = h if error_term else recon  # variant B: `h - z_j d_j` (`spliced_input` with the error term)
-    y0 = to_image(net.decode_from(base, depth, head=hd)).clamp(0, 1)  # (N, P, C)
     out = torch.zeros(len(atoms), len(coords), dtype=dt, device=dev)
-    for s in range(0, len(pix), chunk):
-        p, r, v = pix[s:s + chunk], rr[s:s + chunk], val[s:s + chunk]
-        y = to_image(net.decode_from(base[p] - v[:, None] * sae.W_dec[atoms[r]], depth, head=hd)).clamp(0, 1)
-        out[r, p] = (y - y0[:, p]).abs().sum((0, 2))
+    out[rr, pix] = pair_changes(sae, net, depth, coords, pix, atoms[rr], val, hd, error_term, chunk).sum((1, 2))
     return out[row[atoms]].cpu()  # repeated atoms: every copy gets the computed row
 
 # %% ../nbs/06_atoms.ipynb #539d5b9d

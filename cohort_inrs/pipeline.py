@@ -58,10 +58,10 @@ JOBS = [
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {}, _outs('freeze_sweep')),  # C1
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
-    # where C2 holds: the protocol over width x resolution; the cpu grid is smaller than the paper's to fit the time budget
-    Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,48,64', resolutions='24,48'),
+    # where C2 holds: the protocol over width x resolution; the cpu grid (2 x 2, 2 images per new cell) is smaller than the paper's to fit the time budget
+    Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,64', resolutions='24,48', n_images=2),
                                                        'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
-    Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3,4,5')}, _outs('sae_quality')),
+    Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3')}, _outs('sae_quality')),  # cpu: 3 depths fit the time budget
     Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {}, _outs('atom_gallery')),
     # C4, C5. cross_seed=1 retrains the second cohort from another seed, so cross-cohort atom matches cannot come from a shared init
     Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
@@ -369,7 +369,7 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     rm = params.get('regime_map', {}); ints = lambda v: [int(x) for x in str(v).split(',') if x.strip()]
     for wd in ints(rm.get('widths', '')):
         for r in ints(rm.get('resolutions', '')):
-            c, _ = cell_config(cfg, d.cohorts[0], wd, r)
+            c, _ = cell_config(cfg, d.cohorts[0], wd, r, int(rm.get('n_images', 0)))
             if c == cfg: continue  # the profile's own cell: the main figures' artifacts
             out['regime_map'] += sum(sum(fits(c, b, r * r)) for b in cfg.model.backbones)
     out['total'] = sum(out.values())

@@ -18,11 +18,13 @@ __all__ = ['cell_config', 'depth_readout', 'regime_cell', 'regime_map', 'regime_
 def cell_config(cfg:Config, # the experiment
                 spec:str, # a cohort spec, e.g. `mni152@48`
                 width:int, # hidden width of the cell
-                resolution:int): # image side of the cell
+                resolution:int, # image side of the cell
+                n_images:int=0): # held-out images each cell fits; 0 = the profile's
     "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced (and `reinit` tails only), the spec's `@N` set to `resolution`."
     body = re.sub(r'@\d+$', '', spec.strip()); s = f'{body}@{int(resolution)}'
     if int(width) == cfg.model.width and int(resolution) == cfg.data.resolution: return cfg, s  # the profile's own cell: its artifacts
-    return override(cfg, **{'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',)}), s
+    ch = {'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',)}
+    return override(cfg, **ch, **({'transfer.n_images': int(n_images)} if n_images else {})), s
 
 # %% ../nbs/03a_regime.ipynb #69d9a4dc
 def depth_readout(sw:dict, # from `freeze_sweep`
@@ -46,9 +48,10 @@ def regime_cell(cfg:Config, # the experiment
                 width:int, # network width of the cell
                 resolution:int, # image side of the cell
                 force:bool=False, # recompute the sweep even when cached
-                progress:bool=True): # show progress bars
+                progress:bool=True, # show progress bars
+                n_images:int=0): # held-out images the cell fits; 0 = the profile's (see `cell_config`)
     "One cell of the regime map: parameters per value, cohort PSNR, d*, and `depth_readout` at the early and the final step."
-    c, s = cell_config(cfg, spec, width, resolution)
+    c, s = cell_config(cfg, spec, width, resolution, n_images)
     net, hist, coh = cohort_model(c, backbone, s, progress=progress)
     d_star, _ = recommend_freeze_depth(net)
     sw = freeze_sweep(c, backbone, s, force=force, progress=progress)
@@ -65,11 +68,12 @@ def regime_map(cfg:Config, # the experiment
                widths, # network widths (rows of the map)
                resolutions, # image sides (columns)
                force:bool=False, # recompute the sweeps even when cached
-               progress:bool=True): # progress bar over cells
+               progress:bool=True, # progress bar over cells
+               n_images:int=0): # held-out images each cell fits; 0 = the profile's
     "`regime_cell` for every (width, resolution), in row-major order."
     cells = [(w, r) for w in widths for r in resolutions]
     # a loop over cells: each has its own shapes and its own cohort INR, so cells cannot share one stacked computation
-    return [regime_cell(cfg, backbone, spec, w, r, force, False) for w, r in tqdm(cells, desc=f'{backbone} regime map', disable=not progress, leave=False)]
+    return [regime_cell(cfg, backbone, spec, w, r, force, False, n_images) for w, r in tqdm(cells, desc=f'{backbone} regime map', disable=not progress, leave=False)]
 
 # %% ../nbs/03a_regime.ipynb #5aac6b47
 def regime_answer(cells:list, # from `regime_map` (any backbones)
