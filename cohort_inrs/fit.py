@@ -78,7 +78,7 @@ def _sample_pixels(P:int, batch:int, gen:torch.Generator, device):
 # %% ../nbs/03_fit.ipynb #80bba89a
 @torch.no_grad()
 def _weight_norms(model):
-    "Squared Frobenius and spectral norms of each shared weight matrix (on the model's device, no sync)."
+    "Squared Frobenius and spectral norms of each shared weight matrix, on the model's device (only at logging steps: `matrix_norm(ord=2)` synchronises on CUDA)."
     ws = model.layer_weights()
     fro = torch.stack([w.pow(2).sum() for w in ws])
     spec = torch.stack([torch.linalg.matrix_norm(w, ord=2) for w in ws]) ** 2

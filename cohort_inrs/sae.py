@@ -341,6 +341,7 @@ def activation_sampler(net:CohortINR, # the cohort INR
     while True:
         if grid is None: c = torch.rand(batch, 2, generator=g) * (hi - lo) + lo
         else: c = grid[torch.randint(len(grid), (batch,), generator=g)]
+        if dev.type == 'cuda': c = c.pin_memory().to(dev, non_blocking=True)  # drawn on the CPU generator (checkpointed), copied without a host sync
         with torch.no_grad(): h = net.encode(c.to(dev), depth)
         yield h  # outside the no_grad block: a generator suspended inside it would leak grad mode to the caller
 
