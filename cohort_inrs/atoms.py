@@ -24,8 +24,8 @@ log = logging.getLogger('cohort_inrs')
 # %% auto #0
 __all__ = ['log', 'PER_HEAD', 'firing_pairs', 'maps_from_pairs', 'firing_maps', 'components', 'localisation', 'atom_localisation',
            'summarise', 'match_dictionaries', 'edge_maps', 'contour_correlation', 'contour_tracing', 'ablate_atoms',
-           'brute_force_ablation', 'pair_changes', 'change_maps', 'change_extent', 'inside_share', 'match_by_drop',
-           'ablation_key', 'ablation_scan', 'bench_ablation']
+           'brute_force_ablation', 'pair_changes', 'change_maps', 'hull_extent', 'change_extent', 'inside_share',
+           'match_by_drop', 'ablation_key', 'ablation_scan', 'bench_ablation']
 
 # %% ../nbs/06_atoms.ipynb #a97d270c
 def _hw(resolution): 
@@ -304,7 +304,23 @@ def change_maps(sae:SAE, # the SAE trained at `depth`
     return out[row[atoms]].cpu()  # repeated atoms: every copy gets the computed row
 
 # %% ../nbs/06_atoms.ipynb #539d5b9d
-from .claim_tests import hull_extent
+from scipy.spatial import ConvexHull, QhullError
+
+def hull_extent(maps:torch.Tensor, # `(n, H, W)` non-negative maps
+                mass:float=0.9): # share of each map's mass whose pixels are enclosed
+    "Convex-hull area of the pixels holding `mass` of each map's total, as a fraction of the image: `(n,)`, NaN for empty maps."
+    n, H, W = maps.shape; a = maps.detach().reshape(n, -1).double().cpu()
+    xy = coord_grid(H, W, coord_range=(-1, 1)).double().numpy(); out = torch.full((n,), float('nan'))
+    for i in range(n):  # a loop over maps: each hull is its own small geometry problem (scipy has no batched ConvexHull)
+        v = a[i]; tot = float(v.sum())
+        if tot <= 0: continue
+        order = torch.argsort(v, descending=True); cum = torch.cumsum(v[order], 0)
+        keep = order[:int(torch.searchsorted(cum, mass * tot)) + 1].numpy()
+        pts = xy[keep]
+        try: out[i] = ConvexHull(pts).volume / 4 if len(pts) >= 3 else 0.  # 2-D "volume" is the area; the image is [-1, 1]^2 = 4
+        except QhullError: out[i] = 0.  # collinear pixels: no area
+    return out
+
 
 def change_extent(maps:torch.Tensor, # `(n, H, W)` change maps (non-negative)
                   threshold:float=0.1): # `area` counts pixels above this fraction of the map's largest change

@@ -13,9 +13,9 @@ from .data import coord_grid
 
 # %% auto #0
 __all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'joint_status', 'rule_verdict', 'lower_test',
-           'greater_paired_test', 'hull_extent', 'top_atoms', 'planted_maps', 'controlled', 'control_report',
-           'map_measure', 'spread_test', 'match_test', 'matching_test', 'shifted_edges', 'contour_specificity',
-           'contour_test', 'contour_controls']
+           'greater_paired_test', 'top_atoms', 'planted_maps', 'controlled', 'control_report', 'map_measure',
+           'spread_test', 'match_test', 'matching_test', 'shifted_edges', 'contour_specificity', 'contour_test',
+           'contour_controls']
 
 # %% ../nbs/06a_claim_tests.ipynb #2b1e380a
 STATUSES = ('holds', 'fails', 'cannot tell')
@@ -71,20 +71,7 @@ def greater_paired_test(d, # paired differences (e.g. per atom: correlation with
     return {'detected': bool(p < alpha and m > min_median), 'p': p, 'median': m, 'n': len(d)}
 
 # %% ../nbs/06a_claim_tests.ipynb #6ff8bd82
-def hull_extent(maps:torch.Tensor, # `(n, H, W)` non-negative maps
-                mass:float=0.9): # share of each map's mass whose pixels are enclosed
-    "Convex-hull area of the pixels holding `mass` of each map's total, as a fraction of the image: `(n,)`, NaN for empty maps."
-    n, H, W = maps.shape; a = maps.detach().reshape(n, -1).double().cpu()
-    xy = coord_grid(H, W, coord_range=(-1, 1)).double().numpy(); out = torch.full((n,), float('nan'))
-    for i in range(n):  # a loop over maps: each hull is its own small geometry problem (scipy has no batched ConvexHull)
-        v = a[i]; tot = float(v.sum())
-        if tot <= 0: continue
-        order = torch.argsort(v, descending=True); cum = torch.cumsum(v[order], 0)
-        keep = order[:int(torch.searchsorted(cum, mass * tot)) + 1].numpy()
-        pts = xy[keep]
-        try: out[i] = ConvexHull(pts).volume / 4 if len(pts) >= 3 else 0.  # 2-D "volume" is the area; the image is [-1, 1]^2 = 4
-        except QhullError: out[i] = 0.  # collinear pixels: no area
-    return out
+from .atoms import hull_extent  # defined with the other spatial measures; claim tests use it
 
 def top_atoms(maps:torch.Tensor, # `(n, H, W)` firing maps
               k:int=16): # how many

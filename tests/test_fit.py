@@ -42,7 +42,9 @@ def test_cohort_model_is_cached_and_learns(digits):
 
 def trained_cohort(digits, backbone):
     "A smoke-size cohort INR trained for 40 steps on `digits`: the starting point of the test-time fit tests."
-    cnet = trained_cohort(digits, backbone)
+    cfg = get_config('smoke')
+    cnet = CohortINR.from_config(cfg.model, backbone, digits.n_train, 1, digits.resolution, seed=0)
+    train_cohort(cnet, digits.coords(), digits.targets('train'), 40, 1e-3, progress=False)
     return cnet
 
 @pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
