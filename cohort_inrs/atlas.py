@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .config import Config, get_config, override, torch_threads
 from .store import atomic_path
 from .fit import to_image
-from .sae import SAE, sae_model, sae_reconstruct, _eval
+from .sae import SAE, sae_model, sae_reconstruct
 from .models import CohortINR
 from .atoms import firing_pairs, maps_from_pairs, firing_maps, localisation, summarise, contour_tracing, match_dictionaries, ablation_scan, pair_changes
 from .plots import figure_dir, git_revision, BACKBONE_LABELS

@@ -17,7 +17,7 @@ from .distributed import sharded_cached, shard_bounds, is_main
 from .data import coord_grid
 from .models import CohortINR
 from .fit import psnr, to_image
-from .sae import SAE, sae_model, sae_key, sae_reconstruct, spliced_input, _eval
+from .sae import SAE, sae_model, sae_key, sae_reconstruct, spliced_input, eval_mode
 
 log = logging.getLogger('cohort_inrs')
 
@@ -41,7 +41,7 @@ def firing_pairs(sae:SAE, # the SAE trained at `depth`
     "The non-zero codes over a grid as `{'pixel', 'atom', 'value'}` (sorted by pixel) plus `shape` and `n_atoms`."
     H, W = _hw(resolution); dev = sae.W_dec.device
     coords = coord_grid(H, W, device=dev).to(sae.W_dec.dtype); pix, atom, val = [], [], []
-    with _eval(sae):
+    with eval_mode(sae):
         for s in range(0, len(coords), chunk):
             z = sae.encode(net.encode(coords[s:s + chunk], depth))
             p, a = z.nonzero(as_tuple=True)  # row-major: sorted by pixel
@@ -197,7 +197,7 @@ def ablate_atoms(sae:SAE, # the SAE trained at `depth`
     "Exact PSNR drops of every atom on every head, both variants, re-running only support pixels: a dict of tensors (in the SAE's dtype)."
     dev, dt = sae.W_dec.device, sae.W_dec.dtype
     coords, targets = coords.to(dev, dt), targets.to(dev, dt)
-    with _eval(sae):
+    with eval_mode(sae):
         h = net.encode(coords, depth); recon = sae_reconstruct(sae, h)
         pix, atom, val = [], [], []
         for s in range(0, len(h), 1024):
@@ -239,7 +239,7 @@ def brute_force_ablation(sae:SAE, # the SAE trained at `depth`
     dev, dt = sae.W_dec.device, sae.W_dec.dtype
     coords, targets = coords.to(dev, dt), targets.to(dev, dt)
     atoms = torch.arange(sae.n_atoms) if atoms is None else torch.as_tensor(atoms, dtype=torch.long)
-    with _eval(sae):
+    with eval_mode(sae):
         h = net.encode(coords, depth); z = torch.cat([sae.encode(h[s:s + 1024]) for s in range(0, len(h), 1024)])
         recon = sae_reconstruct(sae, h)
     out = {f'{k}{e}': [] for k in ('drop', 'energy', 'inside_share', 'outside_energy') for e in ('', '_err')}
@@ -270,7 +270,7 @@ def pair_changes(sae:SAE, # the SAE trained at `depth`
     "`|ablated - spliced|` of the clamped images at each support pair, per head and channel: `(m, n_heads, C)`, on the SAE's device."
     dev, dt = sae.W_dec.device, sae.W_dec.dtype; hd = None if heads is None else list(heads)
     coords = coords.to(dev, dt); pixel, atom, value = pixel.to(dev), atom.to(dev), value.to(dev, dt)
-    with _eval(sae):
+    with eval_mode(sae):
         h = net.encode(coords, depth); base = h if error_term else sae_reconstruct(sae, h)  # variant B: `h - z_j d_j`
         y0 = to_image(net.decode_from(base, depth, head=hd)).clamp(0, 1)  # (n_heads, P, C)
         out = [(to_image(net.decode_from(base[p] - v[:, None] * sae.W_dec[a], depth, head=hd)).clamp(0, 1) - y0[:, p]).abs().transpose(0, 1)
@@ -293,7 +293,7 @@ def change_maps(sae:SAE, # the SAE trained at `depth`
     atoms = atoms.to(dev); row = torch.full((sae.n_atoms,), -1, dtype=torch.long, device=dev)
     row[atoms] = torch.arange(len(atoms), device=dev)  # atom -> output row (a repeated atom keeps its last row; copied below)
     hd = None if heads is None else list(heads)
-    with _eval(sae):
+    with eval_mode(sae):
         h = net.encode(coords, depth); recon = sae_reconstruct(sae, h); pix, rr, val = [], [], []
         for s in range(0, len(h), 1024):  # sparse codes of the chosen atoms, a chunk of pixels at a time
             z = sae.encode(h[s:s + 1024]); p, a = z.nonzero(as_tuple=True); r = row[a]; keep = r >= 0

@@ -23,7 +23,7 @@ __all__ = ['log', 'VARIANTS', 'HIST_COLS', 'RECIPE', 'SAE_ARCH', 'topk_select', 
            'SAE', 'codes_topk', 'decode_topk', 'project_decoder_grad_', 'normalize_decoder_', 'fvu', 'auxk_loss',
            'lr_factor', 'topk_encode', 'sae_forward', 'fit_sae', 'planted_sampler', 'dictionary_recovery',
            'activation_sampler', 'train_sae', 'save_sae', 'load_sae', 'sae_key', 'sae_model', 'spliced_input',
-           'sae_reconstruct', 'spliced_psnr', 'sae_metrics']
+           'eval_mode', 'sae_reconstruct', 'spliced_psnr', 'sae_metrics']
 
 # %% ../nbs/05_sae.ipynb #d4a50763
 def topk_select(pre:torch.Tensor, # pre-activations `(..., n_atoms)`
@@ -443,7 +443,7 @@ def spliced_input(h:torch.Tensor, # the INR's activations at the splice depth
 
 # %% ../nbs/05_sae.ipynb #7c01368d
 @contextlib.contextmanager
-def _eval(sae):
+def eval_mode(sae):
     "Run a block with `sae` in eval mode, restoring its mode afterwards."
     was = sae.training; sae.eval()
     try: yield
@@ -454,7 +454,7 @@ def sae_reconstruct(sae:SAE, # the SAE
                     h:torch.Tensor, # activations `(P, d_in)`
                     chunk:int=8192): # rows per chunk
     "The SAE's reconstruction of `h` (inference codes), computed in chunks: `(P, d_in)`."
-    with _eval(sae): return torch.cat([sae(h[s:s + chunk])[0] for s in range(0, len(h), chunk)])
+    with eval_mode(sae): return torch.cat([sae(h[s:s + chunk])[0] for s in range(0, len(h), chunk)])
 
 @torch.no_grad()
 def spliced_psnr(sae:SAE, # the SAE trained at `depth`
@@ -480,7 +480,7 @@ def sae_metrics(sae:SAE, # the SAE trained at `depth`
                 seed:int=0): # seed of the random coordinates
     "SAE quality on the pixel grid: FVU, explained variance, L0, dead and dense fractions, PSNRs (dict of floats)."
     dev = sae.W_dec.device
-    with _eval(sae):
+    with eval_mode(sae):
         h = net.encode(cohort.coords(dev), depth); P = len(h)
         sse = h.new_zeros(()); nz = h.new_zeros(()); fires = torch.zeros(sae.n_atoms, device=dev)
         for s in range(0, P, chunk):

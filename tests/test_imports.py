@@ -5,9 +5,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent/'cohort_inrs'
 MODULES = sorted(p.stem for p in PKG.glob('*.py'))
-# Private names still imported across modules, owned by notebooks outside this test's reach; remove an entry once its
-# name is public (e.g. `sae._eval`, the context manager that puts an SAE in eval mode and back).
-KNOWN_PRIVATE = {('atlas', 'sae', '_eval'), ('atoms', 'sae', '_eval')}
+# Private names still imported across modules (none left; an entry is `(importer, module, name)`).
+KNOWN_PRIVATE = set()
 
 def _target(mod:str, node:ast.ImportFrom|ast.Import):
     "The cohort_inrs modules one import statement in `mod` refers to, with the names it takes: [(module, name or None)]."
