@@ -294,7 +294,7 @@ def change_maps(sae:SAE, # the SAE trained at `depth`
     row[atoms] = torch.arange(len(atoms), device=dev)  # atom -> output row (a repeated atom keeps its last row; copied below)
     hd = None if heads is None else list(heads)
     with eval_mode(sae):
-        h = net.encode(coords, depth); recon = sae_reconstruct(sae, h); pix, rr, val = [], [], []
+        h = net.encode(coords, depth); pix, rr, val = [], [], []  # the reconstruction is `pair_changes`'s
         for s in range(0, len(h), 1024):  # sparse codes of the chosen atoms, a chunk of pixels at a time
             z = sae.encode(h[s:s + 1024]); p, a = z.nonzero(as_tuple=True); r = row[a]; keep = r >= 0
             pix.append(p[keep] + s); rr.append(r[keep]); val.append(z[p[keep], a[keep]])

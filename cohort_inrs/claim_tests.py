@@ -4,11 +4,9 @@
 
 # %% ../nbs/06a_claim_tests.ipynb #f33f87e8
 from __future__ import annotations
-import math
 import numpy as np
 import torch
 from scipy.stats import mannwhitneyu, wilcoxon
-from scipy.spatial import ConvexHull, QhullError
 from .data import coord_grid
 
 # %% auto #0
