@@ -12,7 +12,7 @@ import torch
 # %% auto #0
 __all__ = ['PROFILES', 'DataConfig', 'ModelConfig', 'TrainConfig', 'TransferConfig', 'SAEConfig', 'Config', 'get_config',
            'override', 'params_per_value', 'parse_overrides', 'to_dict', 'config_hash', 'config_from_dict',
-           'seed_everything', 'resolve_device', 'torch_threads']
+           'seed_everything', 'resolve_device', 'tune_malloc', 'torch_threads']
 
 # %% ../nbs/00_config.ipynb #4b927b5c
 @dataclass(frozen=True)
@@ -250,11 +250,30 @@ def resolve_device(device:str='auto'): # `auto`, `cpu`, `cuda` or `cuda:N`
         raise RuntimeError(f"Device {device!r} requested but CUDA is not available here; use --device cpu or auto.")
     return dev
 
+# %% ../nbs/00_config.ipynb #32379297
+import ctypes, platform
+_MALLOC_TUNED = None
+def tune_malloc(mmap_threshold:int=32 << 20, # blocks below this come from the heap, not `mmap` (glibc's maximum)
+                trim_threshold:int=1 << 30): # free memory at the heap's top kept before returning it to the kernel
+    "Keep freed tensor memory in the process (glibc, once per process): True when the settings are in force."
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED is not None: return _MALLOC_TUNED
+    _MALLOC_TUNED = False
+    if os.environ.get('COHORT_INRS_MALLOC', '') == 'default' or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+        return False
+    try: mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError): return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # from glibc's malloc.h
+    _MALLOC_TUNED = all(mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, mmap_threshold), (M_TRIM_THRESHOLD, trim_threshold),
+                                                          (M_TOP_PAD, 64 << 20)))
+    return _MALLOC_TUNED
+
 # %% ../nbs/00_config.ipynb #c30153bc
 import contextlib
 @contextlib.contextmanager
 def torch_threads(n:int): # threads to use inside the block; 0 keeps the current setting
-    "Temporarily set torch's intra-op CPU thread count."
+    "Temporarily set torch's intra-op CPU thread count (and tune the allocator, once)."
+    tune_malloc()  # every artifact is built in here (see above)
     old = torch.get_num_threads()
     if n: torch.set_num_threads(n)
     try: yield

@@ -16,8 +16,8 @@ from .config import to_dict
 # %% auto #0
 __all__ = ['STREAM_B', 'STREAM_HEAD', 'TAIL_MODES', 'BASELINES', 'ARCH_KEYS', 'make_generator', 'uniform', 'weight_bound',
            'bias_bound', 'init_linear', 'default_ff_sigma', 'fourier_features', 'activation', 'sine_linear',
-           'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR', 'canonical_configs', 'DepthStack',
-           'save_inr', 'load_inr']
+           'stacked_layer', 'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR', 'canonical_configs',
+           'DepthStack', 'save_inr', 'load_inr']
 
 # %% ../nbs/02_models.ipynb #b5cdf567
 STREAM_B, STREAM_HEAD = 0, 1000
@@ -120,6 +120,17 @@ def sine_linear(h:torch.Tensor, # inputs `(..., in)`, or `(M, P, in)` with a sta
                 w0:float=30.): # SIREN frequency factor
     "`sin(w0 * (h W^T + b))` as one fused autograd node."
     return _SineLinear.apply(h, W, b, float(w0))
+
+# %% ../nbs/02_models.ipynb #8ee6e3fd
+def stacked_layer(backbone:str, # `siren` or `ffmlp`
+                  x:torch.Tensor, # activations `(k, P, in)`, one slice per model, or one `(P, in)` shared by all k
+                  W:torch.Tensor, # stacked weights `(k, out, in)`
+                  b:torch.Tensor, # stacked biases `(k, out)`
+                  w0:float=30.): # SIREN frequency factor
+    "One shared layer of each of k models, `(k, P, out)`, contiguous."
+    if x.dim() == 2: x = x.expand(W.shape[0], *x.shape)  # a shared input as a stride-0 batch
+    if backbone == 'siren': return sine_linear(x, W, b, w0)
+    return torch.relu(torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2)))
 
 # %% ../nbs/02_models.ipynb #2f29c7fc
 def _apply_heads(h:torch.Tensor, # `(*batch, P, width)`
@@ -315,13 +326,7 @@ class StackedINR(nn.Module):
 
     def tail(self, h:torch.Tensor): # the shared prefix `(P, prefix_dim)`
         "Run the stacked layers d+1..L and the heads on the shared prefix: `(M, P, C)`."
-        M = self.n_models
-        for W, b in zip(self.tail_w, self.tail_b):
-            if h.dim() == 2:  # shared input (first tail layer): one GEMM for all models
-                z = F.linear(h, W.reshape(-1, W.shape[-1]), b.reshape(-1)).unflatten(-1, (M, -1)).transpose(0, 1)
-            elif self.backbone == 'siren': h = sine_linear(h, W, b, self.w0); continue
-            else: z = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
-            h = activation(self.backbone, z, self.w0)
+        for W, b in zip(self.tail_w, self.tail_b): h = stacked_layer(self.backbone, h, W, b, self.w0)
         if h.dim() == 2: return _apply_heads(h, self.head_w, self.head_b)  # depth L: only the heads differ
         return torch.baddbmm(self.head_b.unsqueeze(1), h, self.head_w.transpose(1, 2))
 
@@ -386,23 +391,19 @@ class DepthStack(nn.Module):
                 h = sine_linear(h, W, b, self.w0) if self.backbone == 'siren' else torch.relu(F.linear(h, W, b)); hs.append(h)
         return hs
 
-    def _layer(self, x, W, b):
-        if x.dim() == 2:  # the shared cohort activation: one GEMM for every model that joins here
-            z = F.linear(x, W.reshape(-1, W.shape[-1]), b.reshape(-1)).unflatten(-1, (W.shape[0], -1)).transpose(0, 1)
-            return activation(self.backbone, z, self.w0)
-        if self.backbone == 'siren': return sine_linear(x, W, b, self.w0)
-        return torch.relu(torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2)))
-
     def tail(self, hs:list): # from `prefix`
         "Every model's output `(M, P, C)`: trainable layers per model, frozen cohort activations shared."
-        x = None
+        xs = []  # one activation per group of models that joined at the same layer, never concatenated (see above)
         for l in range(self.first, self.n_shared + 1):
-            W, b, a, k = self.tail_w[l - self.first], self.tail_b[l - self.first], 0 if x is None else len(x), self.joins[l - 1]
-            parts = ([] if x is None else [self._layer(x, W[:a], b[:a])]) + ([self._layer(hs[l - 1], W[a:], b[a:])] if k else [])
-            x = torch.cat(parts) if len(parts) > 1 else parts[0]
+            k = self.joins[l - 1]; ins = xs + ([hs[l - 1]] if k else [])  # models whose frozen prefix ends here join
+            sizes = [len(x) for x in xs] + ([k] if k else [])
+            Ws, bs = self.tail_w[l - self.first].split(sizes), self.tail_b[l - self.first].split(sizes)
+            xs = [stacked_layer(self.backbone, x, W, b, self.w0) for x, W, b in zip(ins, Ws, bs)]
         k = self.joins[-1]  # models frozen through layer L: only their heads train
-        if k: new = hs[-1].expand(k, *hs[-1].shape); x = new if x is None else torch.cat([x, new])
-        return torch.baddbmm(self.head_b.unsqueeze(1), x, self.head_w.transpose(1, 2))
+        if k: xs.append(hs[-1].expand(k, *hs[-1].shape))
+        sizes = [len(x) for x in xs]
+        return torch.cat([torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2))
+                          for x, W, b in zip(xs, self.head_w.split(sizes), self.head_b.split(sizes))])
 
     def forward(self, coords:torch.Tensor): # `(P, 2)` coordinates
         "All models' outputs, `(M, P, C)`."
