@@ -253,6 +253,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'cohort_inrs.fit._sample_pixels': ('fit.html#_sample_pixels', 'cohort_inrs/fit.py'),
                                  'cohort_inrs.fit._save_train_state': ('fit.html#_save_train_state', 'cohort_inrs/fit.py'),
                                  'cohort_inrs.fit._weight_norms': ('fit.html#_weight_norms', 'cohort_inrs/fit.py'),
+                                 'cohort_inrs.fit.adam': ('fit.html#adam', 'cohort_inrs/fit.py'),
                                  'cohort_inrs.fit.cohort_key': ('fit.html#cohort_key', 'cohort_inrs/fit.py'),
                                  'cohort_inrs.fit.cohort_loss': ('fit.html#cohort_loss', 'cohort_inrs/fit.py'),
                                  'cohort_inrs.fit.cohort_model': ('fit.html#cohort_model', 'cohort_inrs/fit.py'),

@@ -250,7 +250,7 @@ def resolve_device(device:str='auto'): # `auto`, `cpu`, `cuda` or `cuda:N`
         raise RuntimeError(f"Device {device!r} requested but CUDA is not available here; use --device cpu or auto.")
     return dev
 
-# %% ../nbs/00_config.ipynb #32379297
+# %% ../nbs/00_config.ipynb #acda8e30
 import ctypes, platform
 _MALLOC_TUNED = None
 def tune_malloc(mmap_threshold:int=32 << 20, # blocks below this come from the heap, not `mmap` (glibc's maximum)

@@ -20,7 +20,7 @@ from .distributed import (rank, world_size, is_main, broadcast_object, init_dist
 log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
-__all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'cohort_loss',
+__all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'adam', 'cohort_loss',
            'cohort_step', 'ddp_cohort_step', 'compiled', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct',
            'stack_loss', 'fit_stack', 'fit_single', 'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name',
            'summarise_sweep', 'rule_depth', 'lr_sweep']
@@ -69,6 +69,16 @@ def to_target(img):
 def to_image(out): 
     "Map network outputs back to images in [0, 1] (unclamped; metrics clamp)."
     return (out + 1) / 2
+
+# %% ../nbs/03_fit.ipynb #09627294
+def adam(params, # parameters (or parameter groups) to optimise
+         lr:float, # learning rate
+         weight_decay:float|None=None): # None = Adam; a number = AdamW with this decoupled decay
+    "Adam (or AdamW) with the fused kernel where torch has one for the parameters' device."
+    params = list(params)
+    dev = (params[0]['params'][0] if isinstance(params[0], dict) else params[0]).device if params else torch.device('cpu')
+    kw = dict(lr=lr, fused=True) if dev.type in ('cpu', 'cuda') else dict(lr=lr)
+    return torch.optim.Adam(params, **kw) if weight_decay is None else torch.optim.AdamW(params, weight_decay=weight_decay, **kw)
 
 # %% ../nbs/03_fit.ipynb #2ba11908
 def _sample_pixels(P:int, batch:int, gen:torch.Generator, device):
@@ -158,7 +168,7 @@ def train_cohort(model:CohortINR, # the cohort INR to train (modified in place)
         ddp = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None)
         n_values = (batch_pixels if minibatch else P) * C
         if not minibatch: coords_r, tgt_r = coords[r::W].contiguous(), tgt[:, r::W].contiguous()  # this rank's share, fixed
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr)
     if ckpt_path is not None and broadcast_object(Path(ckpt_path).exists()):
         start = _load_train_state(ckpt_path, model, opt, gen, hist)
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress or not is_main(), leave=False)
@@ -286,7 +296,7 @@ def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in pla
     dev = stack.head_w.device
     img = images.to(dev); coords, tgt = coords.to(dev), to_target(img)
     pre = stack.prefix(coords)
-    opt = torch.optim.Adam(stack.parameters(), lr=lr)
+    opt = adam(stack.parameters(), lr)
     n_log = steps // log_every + 1
     hist = torch.empty((n_log, stack.n_models), device=dev)
     clamped_mse = lambda out: mse_per_signal(to_image(out.detach()).clamp(0, 1), img)  # what an image viewer shows, as `psnr` measures
@@ -314,7 +324,7 @@ def fit_single(net:CohortINR, # a one-signal INR (trained in place)
     dev = net.head_w.device
     img = image.to(dev)[None]; coords, tgt = coords.to(dev), to_target(img)
     for l in range(depth): net.enc_w[l].requires_grad_(False); net.enc_b[l].requires_grad_(False)
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+    opt = adam([p for p in net.parameters() if p.requires_grad], lr)
     hist = []
     clamped_mse = lambda out: mse_per_signal(to_image(out.detach()).clamp(0, 1), img)
     for step in range(steps):

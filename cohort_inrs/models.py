@@ -121,7 +121,7 @@ def sine_linear(h:torch.Tensor, # inputs `(..., in)`, or `(M, P, in)` with a sta
     "`sin(w0 * (h W^T + b))` as one fused autograd node."
     return _SineLinear.apply(h, W, b, float(w0))
 
-# %% ../nbs/02_models.ipynb #8ee6e3fd
+# %% ../nbs/02_models.ipynb #1886382e
 def stacked_layer(backbone:str, # `siren` or `ffmlp`
                   x:torch.Tensor, # activations `(k, P, in)`, one slice per model, or one `(P, in)` shared by all k
                   W:torch.Tensor, # stacked weights `(k, out, in)`

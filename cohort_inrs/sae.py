@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import Config, SAEConfig, config_hash, to_dict, seed_everything, resolve_device, torch_threads
 from .store import artifact_path, cached, save_tensors, load_tensors, load_module, read_meta
 from .models import CohortINR
-from .fit import cohort_model, cohort_key, psnr, to_image, compiled
+from .fit import cohort_model, cohort_key, psnr, to_image, compiled, adam
 from .distributed import cached_by_main
 
 log = logging.getLogger('cohort_inrs')
@@ -228,7 +228,7 @@ def fit_sae(sae:SAE, # the SAE to train (modified in place), already on its devi
             compile:bool=False): # run the dense forward and loss through `torch.compile` (`fit.compiled`)
     "Train `sae` on `batches`; returns the history `{'step': (T,), 'mse'/'fvu'/'dead'/'l0': (T,)}` (every `log_every` steps and the last) on the CPU."
     dev = sae.W_dec.device
-    opt = torch.optim.AdamW(sae.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adam(sae.parameters(), lr, weight_decay)
     since = torch.zeros(sae.n_atoms, dtype=torch.long, device=dev)  # steps since each atom last fired
     log_at = sorted(set(range(0, steps, log_every)) | ({steps - 1} if steps > 0 else set())); row = {s: i for i, s in enumerate(log_at)}
     hist = torch.full((len(log_at), len(HIST_COLS)), float('nan'), device=dev); start = 0
