@@ -19,7 +19,7 @@ __all__ = ['MATMUL_OPS', 'OP_COLUMNS', 'ENTRIES', 'DEFAULT', 'QUICK', 'best_time
            'cohort_step_flops', 'bench_cohort_step', 'bench_sweep', 'bench_sae', 'bench_scaling', 'fp32_matmuls',
            'interleaved_times', 'matmul_flops', 'matmul_seconds', 'outside_share', 'op_shape', 'op_data', 'op_row',
            'bench_op_cohort', 'bench_op_fit', 'bench_op_batched', 'peer_available', 'peer_siren', 'fit_peer',
-           'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result', 'run_bench', 'add_bench_parser']
+           'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result', 'run_bench']
 
 # %% ../nbs/08a_bench.ipynb #3f68351b
 def _sync(dev):
@@ -553,21 +553,3 @@ def run_bench(only=None, # entry names to run; None = `DEFAULT`
         for bb in (backbones if name not in ('sae', 'scaling') else backbones[:1]):  # these two hardly depend on the backbone
             res.append(ENTRIES[name](bb, device=device, **(QUICK[name] if quick else {}))); print(format_result(res[-1]), flush=True)
     return res
-
-# %% ../nbs/08a_bench.ipynb #9cb13079
-def add_bench_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
-    "Register `cohort-inrs bench`."
-    p = subparsers.add_parser('bench', help='performance at the operating point (vs compiled, batched and a public peer); --all: also MFU, sweep, SAE, ablation, DDP scaling')
-    p.add_argument('--only', nargs='+', choices=list(ENTRIES), help=f"entries to run (default: {' '.join(DEFAULT)})")
-    p.add_argument('--all', action='store_true', help='run every entry')
-    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu or cuda')
-    p.add_argument('--quick', action='store_true', help='tiny shapes: checks the benchmark runs, not the performance')
-    p.add_argument('--paper-resolution', type=int, metavar='R', help='op entry: image side of the paper shape (default 176 on CUDA, 64 on CPU)')
-    p.add_argument('--no-compile', action='store_true', help='op entry: skip the compiled variants (and their compile time)')
-    p.add_argument('--threads', type=int, default=0, metavar='N', help="op entry: torch CPU threads (default 0: torch's default, as the profiles run)")
-    p.add_argument('--json', metavar='FILE', help='also write the results to FILE')
-    def run(args):
-        res = run_bench(list(ENTRIES) if args.all else args.only, args.device, args.quick, paper_resolution=args.paper_resolution, compile=not args.no_compile, threads=args.threads)
-        if args.json: Path(args.json).write_text(json.dumps(res, indent=1))
-        return 0
-    p.set_defaults(func=run)

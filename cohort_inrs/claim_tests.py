@@ -190,13 +190,14 @@ def contour_test(maps:torch.Tensor, # `(n, H, W)` firing maps
                  edges:torch.Tensor, # `(N, H, W)` cohort edge maps
                  null_edges:torch.Tensor, # `(M, H, W)` null edge maps
                  min_gain:float=0.02): # required median gain of the best real over the best null correlation
-    "Do atoms correlate more with the cohort's edges than with the null's? `greater_paired_test` per atom, plus the specificity."
+    "Do atoms correlate more with the cohort's edges than with the null's? `greater_paired_test` per atom, the specificity, and each atom's gain."
     s = contour_specificity(maps, edges, null_edges)
     t = greater_paired_test(s['best'] - s['null_best'], min_median=min_gain)
     ok = ~s['best'].isnan()
     return t | {'specificity': float((s['best'] - s['others'])[ok].median()) if ok.any() else float('nan'),
                 'best': float(s['best'][ok].median()) if ok.any() else float('nan'),
-                'null_best': float(s['null_best'][ok].median()) if ok.any() else float('nan')}
+                'null_best': float(s['null_best'][ok].median()) if ok.any() else float('nan'),
+                'gains': (s['best'] - s['null_best'])[ok]}  # per atom, for plots (a tensor: `control_report` leaves it out)
 
 def contour_controls(maps:torch.Tensor, # `(n, H, W)` firing maps of one dictionary
                      edges:torch.Tensor, # `(N, H, W)` cohort edge maps

@@ -11,7 +11,8 @@ from .launch import parse_kv, relaunch_torchrun, strip_options, submit_shards, t
 
 # %% auto #0
 __all__ = ['config_from_args', 'add_common_args', 'cmd_cohorts', 'cmd_train', 'add_train_parser', 'job_cross_seed', 'cmd_atlas',
-           'add_atlas_parser', 'build_parser', 'main']
+           'add_atlas_parser', 'cmd_regenerate', 'add_regenerate_parser', 'cmd_freeze_depth', 'add_freeze_depth_parser',
+           'cmd_bench', 'add_bench_parser', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #11eb0f30
 def config_from_args(args): # parsed arguments with `profile`, and optionally `set` and `device`
@@ -139,6 +140,104 @@ def add_atlas_parser(subparsers): # the `add_subparsers()` object of the `cohort
     p.set_defaults(func=cmd_atlas)
     return p
 
+# %% ../nbs/09_cli.ipynb #303217f5
+def _show_pipeline_log():
+    "Show the pipeline's INFO lines on stderr, once (the library itself never configures logging)."
+    import logging
+    log = logging.getLogger('cohort_inrs.pipeline')
+    if not log.handlers:
+        h = logging.StreamHandler(sys.stderr); h.setFormatter(logging.Formatter('%(message)s')); log.addHandler(h)
+    log.setLevel(logging.INFO)
+
+def cmd_regenerate(args): # parsed `cohort-inrs regenerate` arguments
+    "Run the figure notebooks of a profile; returns the exit status (0 ok, 1 a notebook failed, 2 usage)."
+    from cohort_inrs.pipeline import regenerate, failures, describe
+    from cohort_inrs.plots import figure_dir
+    _show_pipeline_log()
+    try:
+        rs = regenerate(args.profile, args.only, args.cohorts, args.jobs, args.device, args.force, args.executor,
+                        args.out_dir, cluster=args.cluster, timeout=args.timeout, submitit_params=parse_kv(args.submitit_param), sets=args.set)
+    except (ValueError, ImportError, RuntimeError, NameError) as e:  # bad flags, missing extra, no SLURM, bad submitit key
+        print(f"cohort-inrs regenerate: error: {e}", file=sys.stderr); return 2
+    bad = failures(rs)
+    asked = [r for r in rs if args.only and r['status'] == 'skipped']
+    out = Path(rs[0]['out_dir']) if rs else figure_dir(args.profile, args.out_dir)
+    n_ok = sum(r['ok'] for r in rs); n_skip = sum(r['status'] == 'skipped' for r in rs)
+    print(f"{n_ok} ok, {len(bad)} failed, {n_skip} skipped; figures, manifest.json and claims.md in {out}", file=sys.stderr)
+    for r in bad + asked: print(describe(r), file=sys.stderr)
+    return 1 if bad or asked else 0
+
+def add_regenerate_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
+    "Register `cohort-inrs regenerate`; returns its parser."
+    from cohort_inrs.pipeline import JOBS
+    p = subparsers.add_parser('regenerate', help='re-run the figure notebooks; write figures, manifest.json and claims.md',
+                              description='Run every figure notebook (nbs/figures/) with papermill for a profile; executed notebooks go to runs/<profile>/.')
+    p.add_argument('--profile', default='cpu', choices=sorted(PROFILES), help='settings profile (default cpu)')
+    p.add_argument('--only', nargs='+', metavar='NAME', help=f"run only these jobs: {', '.join(j.name for j in JOBS)}")
+    p.add_argument('--cohorts', metavar='SPECS', help='comma-separated cohort specs for every job that takes cohorts, e.g. mni152@64,lfw@25')
+    p.add_argument('--jobs', type=int, default=1, metavar='N', help='notebooks run at the same time (default 1)')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='auto (CUDA when present), cpu or cuda')
+    p.add_argument('--force', action='store_true', help='rebuild cached artifacts (notebooks that take `force`)')
+    p.add_argument('--executor', default='local', choices=['local', 'submitit'], help='local process pool, or a submitit job array (SLURM)')
+    p.add_argument('--cluster', default=None, choices=['slurm', 'local', 'debug'], help='submitit cluster (default: SLURM when available, else local)')
+    p.add_argument('--submitit-param', action='append', metavar='KEY=VALUE', default=[],
+                   help='submitit/SLURM setting, repeatable, e.g. --submitit-param slurm_partition=gpu --submitit-param timeout_min=60')
+    p.add_argument('--out-dir', default=None, help='figures folder (default figures/<profile>/)')
+    p.add_argument('--timeout', type=float, default=None, metavar='S', help='per-cell timeout in seconds (default none)')
+    p.add_argument('--set', action='append', default=[], metavar='SECTION.FIELD=VALUE',
+                   help='override a config field in every notebook; repeatable, e.g. --set data.channels=3 --set train.steps=200')
+    p.set_defaults(func=cmd_regenerate)
+    return p
+
+# %% ../nbs/09_cli.ipynb #aa99f65f
+def cmd_freeze_depth(args): # parsed `cohort-inrs freeze-depth` arguments: `checkpoint`, `json`
+    "Print the per-layer spectra and the recommended freeze depth of a cohort INR checkpoint; returns 0."
+    import json
+    from cohort_inrs.spectra import freeze_depth_report, format_spectra_table
+    rep = freeze_depth_report(args.checkpoint)
+    if getattr(args, 'json', False): print(json.dumps(rep, indent=2)); return 0
+    print(f"{rep['checkpoint']}: {rep['backbone']}, {rep['n_shared']} shared layers, width {rep['width']}\n")
+    print(format_spectra_table(rep['layers'], rep['d_star']))
+    others = ', '.join(f"{m} {d}" for m, d in rep['alternatives'].items() if m != 'stable_rank')
+    print(f"\nrecommended freeze depth d* = {rep['d_star']} (argmax of stable rank): freeze layers 1..{rep['d_star']}, "
+          f"train the rest and the head.\nargmax of the other measures: {others}")
+    return 0
+
+def add_freeze_depth_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
+    "Register `cohort-inrs freeze-depth CHECKPOINT [--json]`; returns its parser."
+    p = subparsers.add_parser('freeze-depth', help='per-layer stable rank of a saved cohort INR and the depth to freeze (argmax)',
+                              description='Print the spectra of the shared layers of a cohort INR checkpoint and the '
+                                          'recommended freeze depth d* = argmax_l stable rank(W_l).')
+    p.add_argument('checkpoint', help='cohort INR .safetensors file written by save_inr')
+    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    p.set_defaults(func=cmd_freeze_depth)
+    return p
+
+# %% ../nbs/09_cli.ipynb #aa3f11fa
+def cmd_bench(args): # parsed `cohort-inrs bench` arguments
+    "Run the benchmark entries and print their ratios; `--json FILE` also writes them; returns 0."
+    import json
+    from cohort_inrs.bench import run_bench, ENTRIES
+    res = run_bench(list(ENTRIES) if args.all else args.only, args.device, args.quick, paper_resolution=args.paper_resolution,
+                    compile=not args.no_compile, threads=args.threads)
+    if args.json: Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+def add_bench_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
+    "Register `cohort-inrs bench`; returns its parser."
+    from cohort_inrs.bench import ENTRIES, DEFAULT
+    p = subparsers.add_parser('bench', help='performance at the operating point (vs compiled, batched and a public peer); --all: also MFU, sweep, SAE, ablation, DDP scaling')
+    p.add_argument('--only', nargs='+', choices=list(ENTRIES), help=f"entries to run (default: {' '.join(DEFAULT)})")
+    p.add_argument('--all', action='store_true', help='run every entry')
+    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu or cuda')
+    p.add_argument('--quick', action='store_true', help='tiny shapes: checks the benchmark runs, not the performance')
+    p.add_argument('--paper-resolution', type=int, metavar='R', help='op entry: image side of the paper shape (default 176 on CUDA, 64 on CPU)')
+    p.add_argument('--no-compile', action='store_true', help='op entry: skip the compiled variants (and their compile time)')
+    p.add_argument('--threads', type=int, default=0, metavar='N', help="op entry: torch CPU threads (default 0: torch's default, as the profiles run)")
+    p.add_argument('--json', metavar='FILE', help='also write the results to FILE')
+    p.set_defaults(func=cmd_bench)
+    return p
+
 # %% ../nbs/09_cli.ipynb #ad10db8c
 def build_parser():
     "The `cohort-inrs` argument parser with all subcommands."
@@ -150,9 +249,6 @@ def build_parser():
     c.add_argument('name', nargs='?', help='cohort spec: mni152, lfw, digits, folder:PATH, nifti:PATH, optionally @N')
     c.add_argument('--out', default='cohort.png', help='montage file to write (PNG or PDF)')
     add_common_args(c); c.set_defaults(func=cmd_cohorts)
-    from cohort_inrs.spectra import add_freeze_depth_parser
-    from cohort_inrs.bench import add_bench_parser
-    from cohort_inrs.pipeline import add_regenerate_parser
     add_regenerate_parser(sub); add_freeze_depth_parser(sub); add_bench_parser(sub); add_train_parser(sub); add_atlas_parser(sub)
     return p
 

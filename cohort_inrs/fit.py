@@ -70,7 +70,7 @@ def to_image(out):
     "Map network outputs back to images in [0, 1] (unclamped; metrics clamp)."
     return (out + 1) / 2
 
-# %% ../nbs/03_fit.ipynb #09627294
+# %% ../nbs/03_fit.ipynb #0300b43b
 def adam(params, # parameters (or parameter groups) to optimise
          lr:float, # learning rate
          weight_decay:float|None=None): # None = Adam; a number = AdamW with this decoupled decay

@@ -4,22 +4,21 @@
 
 # %% ../nbs/08_pipeline.ipynb #62bf04cc
 from __future__ import annotations
-import argparse, concurrent.futures as cf, contextlib, datetime, hashlib, logging, multiprocessing as mp, os, re, shutil, sys, threading, time
+import concurrent.futures as cf, contextlib, datetime, hashlib, logging, multiprocessing as mp, os, re, shutil, sys, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from tqdm import tqdm
 from .config import PROFILES, get_config, parse_overrides
 from .store import save_json, load_json, atomic_path
 from .plots import repo_root, figure_dir, provenance
-from .launch import need, parse_kv
+from .launch import need
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params',
            'kernel_config', 'JobStatus', 'job_status', 'run_job', 'describe', 'failures', 'regenerate',
-           'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'measure_claim', 'claims_report',
-           'cmd_regenerate', 'add_regenerate_parser', 'regenerate_cli']
+           'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'measure_claim', 'claims_report']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -56,7 +55,8 @@ JOBS = [
     Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {}, _outs('cohort_fit')),  # C3
     Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
-    Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {}, _outs('freeze_sweep')),  # C1
+    # C1. cpu: the 4 sweeps run compiled, 1.38x (SIREN) and 1.19x (FFMLP) per step for ~20 s of compiling (README, Benchmarks)
+    Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True)}, _outs('freeze_sweep')),
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
     # where C2 holds: the protocol over width x resolution; the cpu grid (2 x 2, 2 images per new cell) is smaller than the paper's to fit the time budget
     Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,64', resolutions='24,48', n_images=2),
@@ -516,57 +516,3 @@ def claims_report(profile:str='cpu', # profile name (for the title and the defau
     with atomic_path(out/'claims.md') as tmp: Path(tmp).write_text(md)
     save_json(out/'claims.json', data)
     return md, data
-
-# %% ../nbs/08_pipeline.ipynb #038cb0a6
-def _regenerate_args(p:argparse.ArgumentParser):
-    "Add the `regenerate` flags to `p`."
-    p.add_argument('--profile', default='cpu', choices=sorted(PROFILES), help='settings profile (default cpu)')
-    p.add_argument('--only', nargs='+', metavar='NAME', help=f"run only these jobs: {', '.join(j.name for j in JOBS)}")
-    p.add_argument('--cohorts', metavar='SPECS', help='comma-separated cohort specs for every job that takes cohorts, e.g. mni152@64,lfw@25')
-    p.add_argument('--jobs', type=int, default=1, metavar='N', help='notebooks run at the same time (default 1)')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='auto (CUDA when present), cpu or cuda')
-    p.add_argument('--force', action='store_true', help='rebuild cached artifacts (notebooks that take `force`)')
-    p.add_argument('--executor', default='local', choices=['local', 'submitit'], help='local process pool, or a submitit job array (SLURM)')
-    p.add_argument('--cluster', default=None, choices=['slurm', 'local', 'debug'], help='submitit cluster (default: SLURM when available, else local)')
-    p.add_argument('--submitit-param', action='append', metavar='KEY=VALUE', default=[],
-                   help='submitit/SLURM setting, repeatable, e.g. --submitit-param slurm_partition=gpu --submitit-param timeout_min=60')
-    p.add_argument('--out-dir', default=None, help='figures folder (default figures/<profile>/)')
-    p.add_argument('--timeout', type=float, default=None, metavar='S', help='per-cell timeout in seconds (default none)')
-    p.add_argument('--set', action='append', default=[], metavar='SECTION.FIELD=VALUE',
-                   help='override a config field in every notebook; repeatable, e.g. --set data.channels=3 --set train.steps=200')
-    return p
-
-def _setup_logging():
-    "Show the pipeline's INFO lines on stderr once (the library itself never configures logging)."
-    if not _log.handlers:
-        h = logging.StreamHandler(sys.stderr); h.setFormatter(logging.Formatter('%(message)s')); _log.addHandler(h)
-    _log.setLevel(logging.INFO)
-
-# %% ../nbs/08_pipeline.ipynb #a2a6bd7d
-def cmd_regenerate(args): # parsed `regenerate` arguments
-    "Run `regenerate` from parsed arguments; returns the exit code."
-    _setup_logging()
-    try:
-        rs = regenerate(args.profile, args.only, args.cohorts, args.jobs, args.device, args.force, args.executor,
-                        args.out_dir, cluster=args.cluster, timeout=args.timeout, submitit_params=parse_kv(args.submitit_param), sets=args.set)
-    except (ValueError, ImportError, RuntimeError, NameError) as e:  # bad flags, missing extra, no SLURM, bad submitit key
-        print(f"cohort-inrs regenerate: error: {e}", file=sys.stderr); return 2
-    bad = failures(rs)
-    asked = [r for r in rs if args.only and r['status'] == 'skipped']
-    out = Path(rs[0]['out_dir']) if rs else figure_dir(args.profile, args.out_dir)
-    n_ok = sum(r['ok'] for r in rs); n_skip = sum(r['status'] == 'skipped' for r in rs)
-    print(f"{n_ok} ok, {len(bad)} failed, {n_skip} skipped; figures, manifest.json and claims.md in {out}", file=sys.stderr)
-    for r in bad + asked: print(describe(r), file=sys.stderr)
-    return 1 if bad or asked else 0
-
-def add_regenerate_parser(subparsers): # from `ArgumentParser.add_subparsers()`
-    "Register the `regenerate` subcommand; its `func(args)` returns the exit code."
-    p = subparsers.add_parser('regenerate', help='re-run the figure notebooks; write figures, manifest.json and claims.md',
-                              description='Run every figure notebook (nbs/figures/) with papermill for a profile; executed notebooks go to runs/<profile>/.')
-    _regenerate_args(p).set_defaults(func=cmd_regenerate)
-    return p
-
-def regenerate_cli(argv=None): # arguments, default `sys.argv[1:]`
-    "`cohort-inrs regenerate` as a standalone command; returns the exit code."
-    p = _regenerate_args(argparse.ArgumentParser(prog='cohort-inrs regenerate', description='Regenerate the figures of a profile.'))
-    return cmd_regenerate(p.parse_args(argv))

@@ -4,15 +4,13 @@
 
 # %% ../nbs/04_spectra.ipynb #b46cc4db
 from __future__ import annotations
-import json
 from pathlib import Path
 import torch
 from .models import CohortINR, load_inr
 
 # %% auto #0
 __all__ = ['MEASURES', 'singular_values', 'spectral_norm', 'frobenius_norm', 'stable_rank', 'effective_rank', 'layer_spectra',
-           'recommend_freeze_depth', 'alternative_depths', 'format_spectra_table', 'freeze_depth_report',
-           'cmd_freeze_depth', 'add_freeze_depth_parser']
+           'recommend_freeze_depth', 'alternative_depths', 'format_spectra_table', 'freeze_depth_report']
 
 # %% ../nbs/04_spectra.ipynb #8abdade4
 def _f64(W): # a matrix `(out, in)` or a batch `(..., out, in)`
@@ -111,25 +109,3 @@ def freeze_depth_report(path, # a cohort INR `.safetensors` file written by `sav
     return dict(checkpoint=str(path), backbone=net.backbone, n_shared=net.n_shared, width=net.width,
                 measure=measure, d_star=d, alternatives=alternative_depths(table),
                 layers=[{k: (list(v) if k == 'shape' else v) for k, v in r.items() if k != 'singular_values'} for r in table])
-
-def cmd_freeze_depth(args): # parsed arguments: `checkpoint`, `json`
-    "Print the per-layer spectra and the recommended freeze depth of a cohort INR checkpoint; returns 0."
-    rep = freeze_depth_report(args.checkpoint)
-    if getattr(args, 'json', False): print(json.dumps(rep, indent=2)); return 0
-    print(f"{rep['checkpoint']}: {rep['backbone']}, {rep['n_shared']} shared layers, width {rep['width']}\n")
-    print(format_spectra_table(rep['layers'], rep['d_star']))
-    others = ', '.join(f"{m} {d}" for m, d in rep['alternatives'].items() if m != 'stable_rank')
-    print(f"\nrecommended freeze depth d* = {rep['d_star']} (argmax of stable rank): freeze layers 1..{rep['d_star']}, "
-          f"train the rest and the head.\nargmax of the other measures: {others}")
-    return 0
-
-# %% ../nbs/04_spectra.ipynb #55c7726c
-def add_freeze_depth_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
-    "Register the `freeze-depth CHECKPOINT [--json]` subcommand; returns its parser."
-    p = subparsers.add_parser('freeze-depth', help='per-layer stable rank of a saved cohort INR and the depth to freeze (argmax)',
-                              description='Print the spectra of the shared layers of a cohort INR checkpoint and the '
-                                          'recommended freeze depth d* = argmax_l stable rank(W_l).')
-    p.add_argument('checkpoint', help='cohort INR .safetensors file written by save_inr')
-    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
-    p.set_defaults(func=cmd_freeze_depth)
-    return p

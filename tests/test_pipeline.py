@@ -10,8 +10,8 @@ import pytest
 
 from cohort_inrs import pipeline
 from cohort_inrs.pipeline import (Job, JOBS, CLAIMS, jobs_for, select_params, run_job, regenerate, failures, describe,
-                                  write_manifest, sha256, claims_report, measure_claim, add_regenerate_parser,
-                                  regenerate_cli, cmd_regenerate)
+                                  write_manifest, sha256, claims_report, measure_claim)
+from cohort_inrs.cli import main, add_regenerate_parser, cmd_regenerate
 
 PARAMS = ("profile: str = 'smoke'  # settings profile\n"
           "n: int = 1  # how many bytes the figure has\n"
@@ -144,15 +144,15 @@ def test_cli_exit_code_only_and_error_output(root, monkeypatch, capsys):
     fig = root/'figs'
     table = [job(root, 'boom', body="raise RuntimeError('no GPU here')"), job(root, 'fine'), job(root, 'other')]
     monkeypatch.setattr(pipeline, 'JOBS', table)
-    rc = regenerate_cli(['--profile', 'cpu', '--out-dir', str(fig), '--only', 'fine', 'boom'])
+    rc = main(['regenerate', '--profile', 'cpu', '--out-dir', str(fig), '--only', 'fine', 'boom'])
     err = capsys.readouterr().err
     assert rc == 1
     assert 'boom: FAILED in' in err and 'boom.ipynb' in err and 'RuntimeError: no GPU here' in err and 'In [3]' in err
     assert 'runs/cpu/boom.ipynb' in err
     assert 'fine: ok in' in err and '1 ok, 1 failed, 0 skipped' in err
     assert (fig/'fine.png').exists() and not (fig/'other.png').exists()  # --only selected
-    assert regenerate_cli(['--profile', 'cpu', '--out-dir', str(fig), '--only', 'fine']) == 0
-    assert regenerate_cli(['--out-dir', str(fig), '--only', 'nosuch']) == 2
+    assert main(['regenerate', '--profile', 'cpu', '--out-dir', str(fig), '--only', 'fine']) == 0
+    assert main(['regenerate', '--out-dir', str(fig), '--only', 'nosuch']) == 2
     assert 'Unknown job' in capsys.readouterr().err
 
 
@@ -171,9 +171,9 @@ def test_add_regenerate_parser_dispatch(root, monkeypatch):
 def test_cli_bad_submitit_setting_is_a_clear_error(root, monkeypatch, capsys):
     pytest.importorskip('submitit', reason='submitit not installed (pip install "cohort-inrs[slurm]")')
     monkeypatch.setattr(pipeline, 'JOBS', [job(root, 'fine')])
-    rc = regenerate_cli(['--out-dir', str(root/'f'), '--executor', 'submitit', '--cluster', 'debug', '--submitit-param', 'bogus=1'])
+    rc = main(['regenerate', '--out-dir', str(root/'f'), '--executor', 'submitit', '--cluster', 'debug', '--submitit-param', 'bogus=1'])
     assert rc == 2 and "cohort-inrs regenerate: error:" in capsys.readouterr().err and 'bogus' not in ''.join(map(str, (root/'f').glob('*')))
-    assert regenerate_cli(['--out-dir', str(root/'f'), '--submitit-param', 'novalue']) == 2
+    assert main(['regenerate', '--out-dir', str(root/'f'), '--submitit-param', 'novalue']) == 2
 
 
 def test_undeclared_parameter_warns_not_crashes(root, caplog):
@@ -213,8 +213,8 @@ def test_missing_notebook_skipped_and_untagged_fails(root, monkeypatch, capsys):
     assert 'does not exist yet' in rs[0]['message'] and rs[0]['executed'] is None
     assert 'no cell tagged `parameters`' in rs[1]['message'] and not (fig/'untagged.png').exists()
     monkeypatch.setattr(pipeline, 'JOBS', [later, fine])
-    assert regenerate_cli(['--out-dir', str(fig)]) == 0                      # a figure not written yet is no failure
-    assert regenerate_cli(['--out-dir', str(fig), '--only', 'later']) == 1   # ... unless asked for by name
+    assert main(['regenerate', '--out-dir', str(fig)]) == 0                      # a figure not written yet is no failure
+    assert main(['regenerate', '--out-dir', str(fig), '--only', 'later']) == 1   # ... unless asked for by name
     assert 'later: skipped' in capsys.readouterr().err
 
 

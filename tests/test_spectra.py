@@ -6,7 +6,8 @@ import torch
 from cohort_inrs.models import CohortINR, save_inr
 from cohort_inrs.spectra import (stable_rank, effective_rank, spectral_norm, frobenius_norm, layer_spectra,
                                  recommend_freeze_depth, alternative_depths, format_spectra_table,
-                                 add_freeze_depth_parser, cmd_freeze_depth, freeze_depth_report)
+                                 freeze_depth_report)
+from cohort_inrs.cli import add_freeze_depth_parser, cmd_freeze_depth
 
 
 def with_srank(out, inp, k, scale=1., seed=0):
