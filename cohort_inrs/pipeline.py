@@ -55,7 +55,7 @@ JOBS = [
     Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {}, _outs('cohort_fit')),  # C3
     Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
-    # C1. cpu: the 4 sweeps run compiled, 1.38x (SIREN) and 1.19x (FFMLP) per step for ~20 s of compiling (README, Benchmarks)
+    # C1. cpu: the 4 sweeps run compiled, 1.4-1.5x (SIREN) and 1.16-1.19x (FFMLP) per step for 6-26 s of compiling (README, Benchmarks)
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True)}, _outs('freeze_sweep')),
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
     # where C2 holds: the protocol over width x resolution; the cpu grid (2 x 2, 2 images per new cell) is smaller than the paper's to fit the time budget
