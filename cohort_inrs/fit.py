@@ -415,8 +415,9 @@ def config_name(depth:int, # freeze depth d
 def summarise_sweep(sw:dict, # from `freeze_sweep`
                     d_star:int, # the depth to evaluate (e.g. argmax stable rank)
                     mode:str='reinit', # tail mode for the depth curve
-                    early_step:int|None=None): # the early step reported beside the final one
-    "Best depth by final PSNR, and PSNR at `d_star` minus `finetune` (paired over images x seeds), early and final."
+                    early_step:int|None=None, # the early step reported beside the final one
+                    late_window:int=100): # steps before the last whose logged PSNRs measure how much a fit still jumps
+    "Best depth by final PSNR, and PSNR at `d_star` minus `finetune` (paired over images x seeds), early and final; plus the late-fit noise."
     L = max(sw['depths']); ix = {c: i for i, c in enumerate(sw['configs'])}
     steps = sw['step'].tolist(); te = steps.index(early_step) if early_step in steps else None
     final = sw['psnr'][:, -1].flatten(1)  # (n_cfg, images x seeds)
@@ -428,7 +429,14 @@ def summarise_sweep(sw:dict, # from `freeze_sweep`
         return {'mean': float((a - b).mean()), 'std': float((a - b).std(unbiased=False)), 'min': float((a - b).min()),
                 'at_d_star': float(a.mean()), 'finetune': float(b.mean()),
                 'scratch': float(sw['psnr'][ix['scratch@0'], t].mean())}
+    late = sw['step'] >= sw['step'][-1] - late_window  # the logged steps of the last `late_window` steps
+    curve = [ix[config_name(d, mode, L)] for d in range(L + 1)]
+    ps = sw['psnr'][curve][:, late].flatten(2)  # (L+1, T_late, images x seeds)
+    span = ps.max(1).values - ps.min(1).values  # how far each fit's PSNR moves in the window
+    best_late = int(ps.median(1).values[1:].mean(1).argmax()) + 1  # the best depth when each fit is read by its window median
     return {'mode': mode, 'd_star': int(d_star), 'best_depth': best,
+            'late_window': late_window, 'best_depth_late_median': best_late,
+            'late_span_median': float(span.median()), 'late_span_max': float(span.max()),
             'depth_psnr_mean': depth_psnr.mean(1).tolist(), 'depth_psnr_std': depth_psnr.std(1, unbiased=False).tolist(),
             'final': diff(-1), 'early': diff(te) if te is not None else None,
             'early_step': early_step if te is not None else None}
