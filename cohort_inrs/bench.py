@@ -10,7 +10,7 @@ import torch
 from .config import resolve_device, seed_everything, get_config, torch_threads
 from .data import coord_grid, load_cohort
 from .models import CohortINR, StackedINR, DepthStack, canonical_configs, default_ff_sigma
-from .fit import cohort_step, cohort_loss, ddp_cohort_step, to_target, to_image, psnr, fit_stack, fit_single, compiled
+from .fit import cohort_step, cohort_loss, ddp_cohort_step, to_target, to_image, psnr, fit_stack, fit_single, compiled, adam
 from .sae import SAE, fit_sae, codes_topk, decode_topk
 from .atoms import bench_ablation
 
@@ -72,7 +72,7 @@ def bench_cohort_step(backbone:str='siren', # backbone to time
     net = CohortINR(backbone, n_signals, 1, width, L, ff_sigma=5.).to(dev)
     x = coord_grid(resolution, device=dev); P = x.shape[0]
     y = to_target(torch.rand(n_signals, P, 1, device=dev))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    opt = adam(net.parameters(), 1e-4)  # the optimiser `train_cohort` uses
     step = lambda: cohort_step(net, x, y, opt)
     mm, mm_flops = matmul_probe(P, width, width, dev)
     for _ in range(3): step(); mm()
@@ -159,9 +159,9 @@ def _scaling_worker(local_rank:int, world:int, port:int, shape:dict, device:str,
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(net, device_ids=[local_rank] if dev.type == 'cuda' else None)
         xs, ys = x[local_rank::world].contiguous(), y[:, local_rank::world].contiguous()
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4); step = lambda: ddp_cohort_step(model, xs, ys, opt, P)
+        opt = adam(net.parameters(), 1e-4); step = lambda: ddp_cohort_step(model, xs, ys, opt, P)
     else:
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4); step = lambda: cohort_step(net, x, y, opt)
+        opt = adam(net.parameters(), 1e-4); step = lambda: cohort_step(net, x, y, opt)
     for _ in range(3): step()
     ts = []
     for _ in range(steps):
@@ -325,7 +325,7 @@ def bench_op_cohort(shape:dict, # from `op_shape`
     x, train, _ = op_data(shape, dev); y = to_target(train); P, N = x.shape[0], train.shape[0]
     net = CohortINR(backbone, N, shape['channels'], shape['width'], shape['L'], shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
     nets = {'eager': net} | ({'compiled': copy.deepcopy(net)} if compile else {})
-    opts = {k: torch.optim.Adam(n.parameters(), lr=shape['train_lr'][backbone]) for k, n in nets.items()}
+    opts = {k: adam(n.parameters(), shape['train_lr'][backbone]) for k, n in nets.items()}  # as `train_cohort`
     losses = {'eager': cohort_loss, 'compiled': compiled(cohort_loss, compile)}
     steps = {k: (lambda k=k: cohort_step(nets[k], x, y, opts[k], losses[k])) for k in nets}
     inner = 10 if dev.type == 'cuda' else 1
