@@ -388,25 +388,33 @@ def bench_op_batched(shape:dict, # from `op_shape`
                      backbone:str='siren', # backbone of the cohort encoder
                      steps:int=10, # steps per fit
                      rounds:int=3, # interleaved timing rounds
+                     compile:bool=False, # also time the compiled `DepthStack` fit (as `regenerate` runs the cpu sweep)
                      device='auto'): # where to run
-    "Rows: the whole sweep as one `DepthStack` fit vs one `fit_single` per configuration per image, and vs one `StackedINR` per configuration."
+    "Rows: the sweep as one `DepthStack` fit vs one `fit_single` per configuration per image (eager and compiled), and vs one `StackedINR` per configuration."
     dev = resolve_device(device); seed_everything(0)
     x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
     cnet = CohortINR(backbone, shape['n_signals'], C, shape['width'], L, shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
     cfgs = canonical_configs(L); K, lr, le = len(cfgs), shape['fit_lr'][backbone], shape['log_every']
-    ds = _sweep_stack(cnet, L, n, C); tgt = test.repeat(K, 1, 1)
+    ds, dsc = _sweep_stack(cnet, L, n, C), _sweep_stack(cnet, L, n, C); tgt = test.repeat(K, 1, 1)
     per_cfg = [StackedINR.from_cohort(cnet, d, m, seeds=[0] * n, out_channels=C) for d, m in cfgs]
     singles = [(st.single(i), d, i) for st, (d, _) in zip(per_cfg, cfgs) for i in range(n)]
     fns = {'batched': lambda: fit_stack(ds, x, tgt, steps, lr, le),
            'per_config': lambda: [fit_stack(st, x, test, steps, lr, le) for st in per_cfg],
            'one_at_a_time': lambda: [fit_single(net, d, x, test[i], steps, lr, le) for net, d, i in singles]}
-    for f in fns.values(): f()  # warm-up
-    t = {k: v / steps * 1e3 for k, v in interleaved_times(fns, rounds, dev).items()}
+    if compile: fns['compiled'] = lambda: fit_stack(dsc, x, tgt, steps, lr, le, compile=True)
+    for f in fns.values(): f()  # warm-up (and the one compile)
+    peak_fn, peak_flops = _peak(x.shape[0], shape['width'], dev)
+    t = {k: v / steps * 1e3 for k, v in interleaved_times(fns | {'peak': peak_fn}, rounds, dev).items()}
+    flops = _fit_flops_per_step(lambda s: fit_stack(ds, x, tgt, s, lr, le))
+    bound = t['one_at_a_time'] / (flops / (peak_flops / (t.pop('peak') / 1e3 * steps)) * 1e3)  # loop ms / DepthStack ms at the matmul peak
     what = f'{K} configs x {n} images: DepthStack vs'
-    return [op_row(shape, f'{what} fit_single loop ({backbone})', t['batched'], t['one_at_a_time'], target=3., backbone=backbone,
-                   device=dev, note=f'{K * n} fit_single calls, {steps} steps each'),
-            op_row(shape, f'{what} per-config StackedINR ({backbone})', t['batched'], t['per_config'], backbone=backbone,
-                   device=dev, note=f'{K} fit_stack calls of {n} models')]
+    rows = [op_row(shape, f'{what} fit_single loop ({backbone})', t['batched'], t['one_at_a_time'], target=3., backbone=backbone,
+                   device=dev, note=f'{K * n} fit_single calls, {steps} steps each; at the matmul peak the DepthStack would be at most {bound:.1f}x')]
+    if compile:
+        rows.append(op_row(shape, f'{what} fit_single loop, DepthStack compiled ({backbone})', t['compiled'], t['one_at_a_time'], target=3.,
+                           backbone=backbone, device=dev, note='fit_stack(compile=True), as the cpu sweep runs; the loop eager'))
+    return rows + [op_row(shape, f'{what} per-config StackedINR ({backbone})', t['batched'], t['per_config'], backbone=backbone,
+                          device=dev, note=f'{K} fit_stack calls of {n} models')] 
 
 # %% ../nbs/08a_bench.ipynb #a4032847
 def peer_available():
@@ -515,7 +523,7 @@ def bench_operating_point(device='auto', # where to run
                 comp = compile and p['compile'] and (i == 0 or not quick)  # quick: compile one backbone only (compiling is slow on 2 cores)
                 say(f"{shape['label']}: cohort step ({bb})"); rows += bench_op_cohort(shape, bb, p['rounds'], comp, dev)
                 say(f"{shape['label']}: stacked fit ({bb})"); rows += bench_op_fit(shape, bb, p['steps'], max(p['rounds'] - 2, 1), comp, dev)
-            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); rows += bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), dev)
+            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); rows += bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), compile and p['compile'] and not quick, dev)
             say(f"{shape['label']}: peer"); rows += bench_op_peer(shape, p['peer_steps'], max(p['rounds'] - 2, 1), compile and p['compile'], dev)
         n = None if cuda else torch.get_num_threads()
     return [r | {'threads': n} for r in rows]

@@ -13,7 +13,7 @@ from .data import coord_grid
 __all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'joint_status', 'rule_verdict', 'lower_test',
            'greater_paired_test', 'top_atoms', 'planted_maps', 'controlled', 'control_report', 'map_measure',
            'spread_test', 'match_test', 'matching_test', 'shifted_edges', 'contour_specificity', 'contour_test',
-           'contour_controls']
+           'contour_controls', 'gap_test', 'as_good_test', 'freeze_rule_test']
 
 # %% ../nbs/06a_claim_tests.ipynb #2b1e380a
 STATUSES = ('holds', 'fails', 'cannot tell')
@@ -208,3 +208,43 @@ def contour_controls(maps:torch.Tensor, # `(n, H, W)` firing maps of one diction
     traced = planted_maps(n, edges.shape[1:], 'edges', area, seed, edges=edges)
     discs = planted_maps(n, edges.shape[1:], 'confined', area, seed + 1)
     return controlled(contour_test, (a, edges, null_edges), (traced, edges, null_edges), (discs, edges, null_edges)) | {'control_area': area}
+
+# %% ../nbs/06a_claim_tests.ipynb #62460203
+from scipy.stats import ttest_1samp
+
+def gap_test(a, # readouts (dB) of the configuration claimed better, one per fit
+             b, # readouts of the other, paired with `a` (same images and seeds)
+             alpha:float=0.05, # significance level of the one-sided paired t-test
+             min_gap:float=0.5): # required effect (dB): mean(a - b) > min_gap
+    "Does `a` beat `b` by more than `min_gap`, beyond the fit-to-fit noise? `{'detected', 'p', 'gap', 'sd', 'n'}`."
+    d = _clean(torch.as_tensor(a).double() - torch.as_tensor(b).double()); n = len(d)
+    if n < 2: return {'detected': False, 'p': float('nan'), 'gap': float(d.mean()) if n else float('nan'), 'sd': float('nan'), 'n': n}
+    gap, sd = float(d.mean()), float(d.std(ddof=1))
+    p = float(ttest_1samp(d - min_gap, 0., alternative='greater').pvalue) if sd > 0 else float(gap <= min_gap)
+    return {'detected': bool(p < alpha and gap > min_gap), 'p': p, 'gap': gap, 'sd': sd, 'n': n}
+
+def as_good_test(a, # readouts of the reference (e.g. the best depth, or fine-tuning), one per fit
+                 b, # readouts claimed as good, paired with `a`
+                 control_gap:float=2., # dB: the planted gap the test must find (positive control)
+                 noise=None, # readouts whose differences from `a` give the planted fit-to-fit spread; None = `b`
+                 alpha:float=0.05, # significance level of `gap_test`
+                 min_gap:float=0.5): # dB: a smaller shortfall counts as as good
+    "`controlled` `gap_test(a, b)`; status `holds` (no gap, and the planted gap was found), `fails` (a gap, and the null was quiet) or `cannot tell`."
+    a = torch.as_tensor(a).double(); r = torch.as_tensor(b if noise is None else noise).double() - a
+    r = r - r.mean()  # the real paired spread, centred
+    res = controlled(gap_test, (a, b), (a, a + r - control_gap), (a, a + r), alpha=alpha, min_gap=min_gap)
+    real, ctl, null = (res[k]['detected'] for k in ('real', 'control', 'null'))
+    # a found gap needs only a quiet null; "no gap" also needs the planted gap found, or it only says the test is blind
+    status = 'cannot tell' if null else 'fails' if real else 'holds' if ctl else 'cannot tell'
+    return res | {'status': status}
+
+# %% ../nbs/06a_claim_tests.ipynb #14f68758
+def freeze_rule_test(readouts, # `(L+1, n)` each freeze depth's readout per fit (row d: layers 1..d frozen), paired over fits
+                     rule:int, # the depth the rule prescribes (0..L)
+                     **kw): # passed to `as_good_test` (`control_gap`, `alpha`, `min_gap`)
+    "Is the rule's depth as good as the best of depths 1..L? `as_good_test` of the best against it, plus `best` and `rule`."
+    x = torch.as_tensor(readouts).double(); order = (x[1:].mean(1).argsort(descending=True) + 1).tolist()
+    best = order[0]; others = [d for d in order if d != best]
+    sd = lambda d: float((x[best] - x[d]).std()) if x.shape[1] > 1 else 0.
+    other = rule if rule != best or not others else sorted(others, key=sd)[(len(others) - 1) // 2]  # the median spread
+    return as_good_test(x[best], x[rule], noise=x[other], **kw) | {'best': best, 'rule': int(rule)}

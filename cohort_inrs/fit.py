@@ -417,19 +417,18 @@ def summarise_sweep(sw:dict, # from `freeze_sweep`
                     mode:str='reinit', # tail mode for the depth curve
                     early_step:int|None=None, # the early step reported beside the final one
                     late_window:int=100): # steps before the last whose logged PSNRs measure how much a fit still jumps
-    "Best depth by final PSNR, and PSNR at `d_star` minus `finetune` (paired over images x seeds), early and final; plus the late-fit noise."
+    "Best depth by final PSNR, and PSNR at `d_star` minus `finetune` (paired over images x seeds), early and final; plus the late-fit noise and each fit's late-window readout."
     L = max(sw['depths']); ix = {c: i for i, c in enumerate(sw['configs'])}
     steps = sw['step'].tolist(); te = steps.index(early_step) if early_step in steps else None
     final = sw['psnr'][:, -1].flatten(1)  # (n_cfg, images x seeds)
     depth_psnr = torch.stack([final[ix[config_name(d, mode, L)]] for d in range(L + 1)])  # (L+1, n)
     best = int(depth_psnr[1:].mean(1).argmax()) + 1  # freeze depths 1..L (depth 0 is a baseline)
-    def diff(t):
-        a = sw['psnr'][ix[config_name(d_star, mode, L)], t].flatten()
-        b = sw['psnr'][ix['finetune@0'], t].flatten()
+    def diff(psnr): # (n_cfg, images x seeds) at one step, or read over the late window
+        a, b = psnr[ix[config_name(d_star, mode, L)]], psnr[ix['finetune@0']]
         return {'mean': float((a - b).mean()), 'std': float((a - b).std(unbiased=False)), 'min': float((a - b).min()),
-                'at_d_star': float(a.mean()), 'finetune': float(b.mean()),
-                'scratch': float(sw['psnr'][ix['scratch@0'], t].mean())}
+                'at_d_star': float(a.mean()), 'finetune': float(b.mean()), 'scratch': float(psnr[ix['scratch@0']].mean())}
     late = sw['step'] >= sw['step'][-1] - late_window  # the logged steps of the last `late_window` steps
+    readout = sw['psnr'][:, late].flatten(2).median(1).values  # (n_cfg, images x seeds): each fit read by its window median
     curve = [ix[config_name(d, mode, L)] for d in range(L + 1)]
     ps = sw['psnr'][curve][:, late].flatten(2)  # (L+1, T_late, images x seeds)
     span = ps.max(1).values - ps.min(1).values  # how far each fit's PSNR moves in the window
@@ -438,7 +437,9 @@ def summarise_sweep(sw:dict, # from `freeze_sweep`
             'late_window': late_window, 'best_depth_late_median': best_late,
             'late_span_median': float(span.median()), 'late_span_max': float(span.max()),
             'depth_psnr_mean': depth_psnr.mean(1).tolist(), 'depth_psnr_std': depth_psnr.std(1, unbiased=False).tolist(),
-            'final': diff(-1), 'early': diff(te) if te is not None else None,
+            'depth_readout': readout[curve].tolist(), 'finetune_readout': readout[ix['finetune@0']].tolist(),
+            'final': diff(sw['psnr'][:, -1].flatten(1)), 'late': diff(readout),
+            'early': diff(sw['psnr'][:, te].flatten(1)) if te is not None else None,
             'early_step': early_step if te is not None else None}
 
 # %% ../nbs/03_fit.ipynb #333d1b62
