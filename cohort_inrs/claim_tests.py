@@ -209,7 +209,7 @@ def contour_controls(maps:torch.Tensor, # `(n, H, W)` firing maps of one diction
     discs = planted_maps(n, edges.shape[1:], 'confined', area, seed + 1)
     return controlled(contour_test, (a, edges, null_edges), (traced, edges, null_edges), (discs, edges, null_edges)) | {'control_area': area}
 
-# %% ../nbs/06a_claim_tests.ipynb #62460203
+# %% ../nbs/06a_claim_tests.ipynb #568802e1
 from scipy.stats import ttest_1samp
 
 def gap_test(a, # readouts (dB) of the configuration claimed better, one per fit
@@ -238,7 +238,7 @@ def as_good_test(a, # readouts of the reference (e.g. the best depth, or fine-tu
     status = 'cannot tell' if null else 'fails' if real else 'holds' if ctl else 'cannot tell'
     return res | {'status': status}
 
-# %% ../nbs/06a_claim_tests.ipynb #14f68758
+# %% ../nbs/06a_claim_tests.ipynb #456ccb69
 def freeze_rule_test(readouts, # `(L+1, n)` each freeze depth's readout per fit (row d: layers 1..d frozen), paired over fits
                      rule:int, # the depth the rule prescribes (0..L)
                      **kw): # passed to `as_good_test` (`control_gap`, `alpha`, `min_gap`)

@@ -117,7 +117,7 @@ PROFILES = dict(
         data=DataConfig(cohorts=('mni152@48', 'mni152cor@48'), resolution=48, n_train=10, n_test=4, channels=3),
         model=ModelConfig(width=64, ff_m=32),
         train=TrainConfig(steps=5000, lr_ffmlp=5e-3, log_every=50, ckpt_every=1000),  # FFMLP's cohort rate: see "Tuning" above
-        transfer=TransferConfig(steps=2000, n_images=3, seeds=(0,), early_step=200, log_every=20,
+        transfer=TransferConfig(steps=2000, n_images=3, seeds=(0, 1), early_step=200, log_every=20,  # 6 fits per config: see "Seeds"
                                 lr_ffmlp=3e-3, lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),  # FFMLP's test-time rate: the test_time_lr figure
         sae=SAEConfig(n_atoms=1024, k=32, lr=3e-3, batch=512, steps=4000, depths=(2,), lr_decay_start=0.8)),  # see "Tuning" above
     # The study's scale on one GPU: width 256, 5001 cohort steps, 2000 test-time steps, 4096-atom SAEs, 176-px colour cohorts.

@@ -20,10 +20,11 @@ def cell_config(cfg:Config, # the experiment
                 width:int, # hidden width of the cell
                 resolution:int, # image side of the cell
                 n_images:int=0): # held-out images each cell fits; 0 = the profile's
-    "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced (and `reinit` tails only), the spec's `@N` set to `resolution`."
+    "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced (`reinit` tails and the first seed only), the spec's `@N` set to `resolution`."
     body = re.sub(r'@\d+$', '', spec.strip()); s = f'{body}@{int(resolution)}'
     if int(width) == cfg.model.width and int(resolution) == cfg.data.resolution: return cfg, s  # the profile's own cell: its artifacts
-    ch = {'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',)}
+    ch = {'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',),
+          'transfer.seeds': tuple(cfg.transfer.seeds[:1])}  # one seed: the map has many cells
     return override(cfg, **ch, **({'transfer.n_images': int(n_images)} if n_images else {})), s
 
 # %% ../nbs/03a_regime.ipynb #69d9a4dc
