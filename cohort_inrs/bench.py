@@ -388,8 +388,8 @@ def bench_op_batched(shape:dict, # from `op_shape`
                      backbone:str='siren', # backbone of the cohort encoder
                      steps:int=10, # steps per fit
                      rounds:int=3, # interleaved timing rounds
-                     compile:bool=False, # also time the compiled `DepthStack` fit (as `regenerate` runs the cpu sweep)
-                     device='auto'): # where to run
+                     device='auto', # where to run
+                     compile:bool=False): # also time the compiled `DepthStack` fit (as `regenerate` runs the cpu sweep)
     "Rows: the sweep as one `DepthStack` fit vs one `fit_single` per configuration per image (eager and compiled), and vs one `StackedINR` per configuration."
     dev = resolve_device(device); seed_everything(0)
     x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
@@ -523,7 +523,7 @@ def bench_operating_point(device='auto', # where to run
                 comp = compile and p['compile'] and (i == 0 or not quick)  # quick: compile one backbone only (compiling is slow on 2 cores)
                 say(f"{shape['label']}: cohort step ({bb})"); rows += bench_op_cohort(shape, bb, p['rounds'], comp, dev)
                 say(f"{shape['label']}: stacked fit ({bb})"); rows += bench_op_fit(shape, bb, p['steps'], max(p['rounds'] - 2, 1), comp, dev)
-            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); rows += bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), compile and p['compile'] and not quick, dev)
+            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); rows += bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), dev, compile and p['compile'] and not quick)
             say(f"{shape['label']}: peer"); rows += bench_op_peer(shape, p['peer_steps'], max(p['rounds'] - 2, 1), compile and p['compile'], dev)
         n = None if cuda else torch.get_num_threads()
     return [r | {'threads': n} for r in rows]

@@ -57,6 +57,14 @@ def test_cohort_fit_and_batched_rows_tiny():
     for r in rows: check_row(r)
     assert [r['target'] for r in rows] == [None, None, 3., None] and rows[0]['util'] > 0 and rows[1]['util'] > 0
 
+def test_batched_rows_compiled_and_the_matmul_bound():
+    rows = bench_op_batched(TINY, 'siren', 2, 1, 'cpu', compile=True)
+    for r in rows: check_row(r)
+    assert [r['target'] for r in rows] == [3., 3., None] and 'compiled' in rows[1]['what']
+    assert rows[0]['other_ms'] == rows[1]['other_ms']  # both against the same timed loop
+    bound = float(rows[0]['note'].split('at most ')[1].rstrip('x'))
+    assert bound > 0  # the loop's time over the DepthStack's matmul time at the measured peak
+
 @needs_peer
 def test_peer_is_the_same_network():
     st = StackedINR.from_cohort(CohortINR('siren', 1, 3, 16, 3), 0, 'scratch', [0], out_channels=3); x = coord_grid(8)
