@@ -31,16 +31,18 @@ def cell_config(cfg:Config, # the experiment
 def depth_readout(sw:dict, # from `freeze_sweep`
                   d_star:int, # argmax stable rank
                   step:int, # a logged test-time step
-                  mode:str='reinit'): # tail mode of the depth curve
+                  mode:str='reinit', # tail mode of the depth curve
+                  window:int=0): # read each fit by its median over the logged steps in (step - window, step]; 0 = at `step` only
     "At `step`: mean PSNR per depth 0..L, the best depth in 1..L, and each reading's gap to fine-tuning `{reading: (mean, std)}`."
     L = max(sw['depths']); ix = {c: i for i, c in enumerate(sw['configs'])}; t = sw['step'].tolist().index(int(step))
-    p = sw['psnr'][:, t].flatten(1)  # (n_cfg, images x seeds)
+    if window: p = sw['psnr'][:, (sw['step'] > step - window) & (sw['step'] <= step)].flatten(2).median(1).values  # (n_cfg, images x seeds)
+    else: p = sw['psnr'][:, t].flatten(1)  # (n_cfg, images x seeds)
     curve = torch.stack([p[ix[config_name(d, mode, L)]] for d in range(L + 1)]).mean(1)
     ft = p[ix['finetune@0']]; gaps = {}
     for rd in READINGS:
         diff = p[ix[config_name(rule_depth(d_star, rd), mode, L)]] - ft
         gaps[rd] = (float(diff.mean()), float(diff.std(unbiased=False)))
-    return {'step': int(step), 'curve': curve.tolist(), 'best_depth': int(curve[1:].argmax()) + 1, 'gap': gaps}
+    return {'step': int(step), 'window': int(window), 'curve': curve.tolist(), 'best_depth': int(curve[1:].argmax()) + 1, 'gap': gaps}
 
 # %% ../nbs/03a_regime.ipynb #cf4fda1f
 def regime_cell(cfg:Config, # the experiment
@@ -50,8 +52,9 @@ def regime_cell(cfg:Config, # the experiment
                 resolution:int, # image side of the cell
                 force:bool=False, # recompute the sweep even when cached
                 progress:bool=True, # show progress bars
-                n_images:int=0): # held-out images the cell fits; 0 = the profile's (see `cell_config`)
-    "One cell of the regime map: parameters per value, cohort PSNR, d*, and `depth_readout` at the early and the final step."
+                n_images:int=0, # held-out images the cell fits; 0 = the profile's (see `cell_config`)
+                late_window:int=100): # the final readout is each fit's median over its last `late_window` steps
+    "One cell of the regime map: parameters per value, cohort PSNR, d*, and `depth_readout` at the early step and over the last `late_window` steps."
     c, s = cell_config(cfg, spec, width, resolution, n_images)
     net, hist, coh = cohort_model(c, backbone, s, progress=progress)
     d_star, _ = recommend_freeze_depth(net)
@@ -61,7 +64,7 @@ def regime_cell(cfg:Config, # the experiment
     return {'backbone': backbone, 'cohort': s, 'width': int(width), 'resolution': int(resolution),
             'ppv_cohort': ppv['cohort'], 'ppv_single': ppv['single'], 'd_star': int(d_star),
             'cohort_psnr': float((-10 * torch.log10(hist['mse'][-1])).mean()), 'n_images': int(sw['psnr'].shape[2]),
-            'readouts': {('early' if i == 0 else 'final'): depth_readout(sw, d_star, t) for i, t in enumerate(steps)}}
+            'readouts': {'early': depth_readout(sw, d_star, steps[0]), 'final': depth_readout(sw, d_star, steps[1], window=late_window)}}
 
 def regime_map(cfg:Config, # the experiment
                backbone:str, # `siren` or `ffmlp`
