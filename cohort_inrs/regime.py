@@ -32,10 +32,10 @@ def depth_readout(sw:dict, # from `freeze_sweep`
                   d_star:int, # argmax stable rank
                   step:int, # a logged test-time step
                   mode:str='reinit', # tail mode of the depth curve
-                  window:int=0): # read each fit by its median over the logged steps in (step - window, step]; 0 = at `step` only
+                  window:int=0): # read each fit by its median over the logged steps in [step - window, step]; 0 = at `step` only
     "At `step`: mean PSNR per depth 0..L, the best depth in 1..L, and each reading's gap to fine-tuning `{reading: (mean, std)}`."
     L = max(sw['depths']); ix = {c: i for i, c in enumerate(sw['configs'])}; t = sw['step'].tolist().index(int(step))
-    if window: p = sw['psnr'][:, (sw['step'] > step - window) & (sw['step'] <= step)].flatten(2).median(1).values  # (n_cfg, images x seeds)
+    if window: p = sw['psnr'][:, (sw['step'] >= step - window) & (sw['step'] <= step)].flatten(2).median(1).values  # as `summarise_sweep`'s late window
     else: p = sw['psnr'][:, t].flatten(1)  # (n_cfg, images x seeds)
     curve = torch.stack([p[ix[config_name(d, mode, L)]] for d in range(L + 1)]).mean(1)
     ft = p[ix['finetune@0']]; gaps = {}
