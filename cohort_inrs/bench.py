@@ -395,18 +395,19 @@ def bench_op_batched(shape:dict, # from `op_shape`
     x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
     cnet = CohortINR(backbone, shape['n_signals'], C, shape['width'], L, shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
     cfgs = canonical_configs(L); K, lr, le = len(cfgs), shape['fit_lr'][backbone], shape['log_every']
-    ds, dsc = _sweep_stack(cnet, L, n, C), _sweep_stack(cnet, L, n, C); tgt = test.repeat(K, 1, 1)
+    ds = _sweep_stack(cnet, L, n, C); tgt = test.repeat(K, 1, 1)
     per_cfg = [StackedINR.from_cohort(cnet, d, m, seeds=[0] * n, out_channels=C) for d, m in cfgs]
     singles = [(st.single(i), d, i) for st, (d, _) in zip(per_cfg, cfgs) for i in range(n)]
     fns = {'batched': lambda: fit_stack(ds, x, tgt, steps, lr, le),
            'per_config': lambda: [fit_stack(st, x, test, steps, lr, le) for st in per_cfg],
            'one_at_a_time': lambda: [fit_single(net, d, x, test[i], steps, lr, le) for net, d, i in singles]}
-    if compile: fns['compiled'] = lambda: fit_stack(dsc, x, tgt, steps, lr, le, compile=True)
+    if compile: dsc = _sweep_stack(cnet, L, n, C); fns['compiled'] = lambda: fit_stack(dsc, x, tgt, steps, lr, le, compile=True)
     for f in fns.values(): f()  # warm-up (and the one compile)
     peak_fn, peak_flops = _peak(x.shape[0], shape['width'], dev)
-    t = {k: v / steps * 1e3 for k, v in interleaved_times(fns | {'peak': peak_fn}, rounds, dev).items()}
-    flops = _fit_flops_per_step(lambda s: fit_stack(ds, x, tgt, s, lr, le))
-    bound = t['one_at_a_time'] / (flops / (peak_flops / (t.pop('peak') / 1e3 * steps)) * 1e3)  # loop ms / DepthStack ms at the matmul peak
+    raw = interleaved_times(fns | {'peak': peak_fn}, rounds, dev); peak = peak_flops / raw.pop('peak')  # FLOP/s
+    t = {k: v / steps * 1e3 for k, v in raw.items()}  # ms per step
+    at_peak_ms = _fit_flops_per_step(lambda s: fit_stack(ds, x, tgt, s, lr, le)) / peak * 1e3  # the DepthStack's matmuls at the peak
+    bound = t['one_at_a_time'] / at_peak_ms
     what = f'{K} configs x {n} images: DepthStack vs'
     rows = [op_row(shape, f'{what} fit_single loop ({backbone})', t['batched'], t['one_at_a_time'], target=3., backbone=backbone,
                    device=dev, note=f'{K * n} fit_single calls, {steps} steps each; at the matmul peak the DepthStack would be at most {bound:.1f}x')]

@@ -432,7 +432,7 @@ def summarise_sweep(sw:dict, # from `freeze_sweep`
     curve = [ix[config_name(d, mode, L)] for d in range(L + 1)]
     ps = sw['psnr'][curve][:, late].flatten(2)  # (L+1, T_late, images x seeds)
     span = ps.max(1).values - ps.min(1).values  # how far each fit's PSNR moves in the window
-    best_late = int(ps.median(1).values[1:].mean(1).argmax()) + 1  # the best depth when each fit is read by its window median
+    best_late = int(readout[curve][1:].mean(1).argmax()) + 1  # the best depth when each fit is read by its window median
     return {'mode': mode, 'd_star': int(d_star), 'best_depth': best,
             'late_window': late_window, 'best_depth_late_median': best_late,
             'late_span_median': float(span.median()), 'late_span_max': float(span.max()),
