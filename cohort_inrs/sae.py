@@ -19,11 +19,11 @@ from .distributed import cached_by_main
 log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
-__all__ = ['log', 'VARIANTS', 'HIST_COLS', 'RECIPE', 'SAE_ARCH', 'topk_select', 'scatter_codes', 'batch_topk', 'geometric_median',
-           'SAE', 'codes_topk', 'decode_topk', 'project_decoder_grad_', 'normalize_decoder_', 'fvu', 'auxk_loss',
-           'lr_factor', 'topk_encode', 'sae_forward', 'fit_sae', 'planted_sampler', 'dictionary_recovery',
-           'activation_sampler', 'train_sae', 'save_sae', 'load_sae', 'sae_key', 'sae_model', 'spliced_input',
-           'eval_mode', 'sae_reconstruct', 'spliced_psnr', 'sae_metrics']
+__all__ = ['log', 'VARIANTS', 'HIST_COLS', 'RECIPE', 'SAE_ARCH', 'topk_select', 'scatter_codes', 'kth_largest', 'topk_codes',
+           'batch_topk', 'geometric_median', 'SAE', 'codes_topk', 'decode_topk', 'project_decoder_grad_',
+           'normalize_decoder_', 'fvu', 'auxk_loss', 'lr_factor', 'topk_encode', 'sae_forward', 'fit_sae',
+           'planted_sampler', 'dictionary_recovery', 'activation_sampler', 'train_sae', 'save_sae', 'load_sae',
+           'sae_key', 'sae_model', 'spliced_input', 'eval_mode', 'sae_reconstruct', 'spliced_psnr', 'sae_metrics']
 
 # %% ../nbs/05_sae.ipynb #d4a50763
 def topk_select(pre:torch.Tensor, # pre-activations `(..., n_atoms)`
@@ -37,6 +37,36 @@ def scatter_codes(values:torch.Tensor, # `(..., k)` code values
                   n_atoms:int): # dictionary size
     "Dense codes `(..., n_atoms)` from a sparse `(values, indices)` pair."
     return values.new_zeros(*values.shape[:-1], n_atoms).scatter_(-1, indices, values)
+
+# %% ../nbs/05_sae.ipynb #007a69a0
+def _chunk_size(n:int, # entries per row
+                k:int): # entries selected per row
+    "Chunk length for `kth_largest`: a power of two near sqrt(n/k) that divides n and leaves at least k chunks; None = no chunking."
+    c = 2 ** math.ceil(math.log2(max(n / k, 1)) / 2)
+    while c > 1 and (n % c or n // c < k): c //= 2
+    return c if c > 1 else None
+
+@torch.no_grad()
+def kth_largest(pre:torch.Tensor, # `(..., n)`
+                k:int): # which largest, 1..n
+    "Each row's k-th largest entry `(..., 1)`, exact, searched only among the entries of the k chunks with the largest maxima."
+    n = pre.shape[-1]; c = _chunk_size(n, k)
+    if c is None: return pre.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    chunks = pre.reshape(-1, c, n // c)  # chunk j holds entries j, j + n/c, ...: its maxima are a max of c contiguous slices
+    top = chunks.amax(1).topk(k, dim=-1, sorted=False).indices  # (rows, k) chunk ids
+    cand = chunks.gather(2, top[:, None].expand(-1, c, k)).flatten(1)  # (rows, c k)
+    return cand.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True).reshape(*pre.shape[:-1], 1)
+
+def topk_codes(pre:torch.Tensor, # pre-activations `(..., n_atoms)`
+               k:int): # atoms kept per row
+    "Dense TopK codes `(..., n_atoms)`, equal to `scatter_codes(*topk_select(pre, k), n_atoms)` with the same gradient; faster on a CPU."
+    n = pre.shape[-1]
+    if pre.device.type != 'cpu': return scatter_codes(*topk_select(pre, k), n)  # GPU: topk is fast, and the tie check would sync
+    with torch.no_grad():
+        pos = torch.nextafter(pre.new_zeros(()), pre.new_ones(()))  # the smallest positive float: `>= pos` is `> 0`
+        keep = pre >= torch.maximum(kth_largest(pre, k), pos)
+        tie = bool((keep.sum(-1) > k).any())  # a tie at a positive k-th value keeps more than k
+    return scatter_codes(*topk_select(pre, k), n) if tie else torch.where(keep, pre, 0.)
 
 # %% ../nbs/05_sae.ipynb #ca16da35
 def batch_topk(pre:torch.Tensor, # pre-activations `(..., n_atoms)`; all leading dims form the batch
@@ -86,7 +116,7 @@ class SAE(nn.Module):
 
     def activate(self, pre):
         "Codes from pre-activations, by variant (BatchTopK: batch selection when training, threshold otherwise)."
-        if self.variant == 'topk': return scatter_codes(*topk_select(pre, self.k), self.n_atoms)
+        if self.variant == 'topk': return topk_codes(pre, self.k)
         if self.variant == 'relu_l1': return F.relu(pre)
         if self.training: return batch_topk(pre, self.k)
         if torch.isnan(self.threshold):

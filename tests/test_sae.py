@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from cohort_inrs.config import SAEConfig, get_config
 from cohort_inrs.models import CohortINR
-from cohort_inrs.sae import (SAE, topk_select, scatter_codes, batch_topk, geometric_median, codes_topk, decode_topk,
+from cohort_inrs.sae import (SAE, topk_select, scatter_codes, topk_codes, kth_largest, batch_topk, geometric_median, codes_topk, decode_topk,
                              project_decoder_grad_, normalize_decoder_, fvu, auxk_loss, lr_factor, fit_sae,
                              planted_sampler, dictionary_recovery, activation_sampler, train_sae, save_sae, load_sae,
                              sae_model, sae_key, spliced_input, spliced_psnr, sae_metrics, sae_reconstruct)
@@ -54,6 +54,28 @@ def test_sae_topk_codes_random():
     kth = pre.topk(5, -1).values[:, -1:]
     z2 = sae.activate(pre)
     assert torch.equal(z2 > 0, (pre >= kth) & (pre > 0))  # no ties in continuous data
+
+
+def test_topk_codes_equal_topk_scatter_and_train_identically(monkeypatch):
+    "The chunked threshold gives topk's codes and gradients, so an SAE trains to the same bits either way."
+    g = torch.Generator().manual_seed(1)
+    pre = torch.randn(256, 1024, generator=g)
+    assert torch.equal(kth_largest(pre, 32), pre.sort(-1, descending=True).values[:, 31:32])
+    assert torch.equal(topk_codes(pre, 32), scatter_codes(*topk_select(pre, 32), 1024))
+    assert ((topk_codes(pre, 32) > 0).sum(-1) == 32).all()  # all 32 positive here
+    tie = torch.tensor([[5., 2., 2., 2., 2., 1., 0., -1.]])  # a four-way tie for 2nd: exactly 3 kept, as topk
+    assert (topk_codes(tie, 3) > 0).sum() == 3
+    def train(activate):
+        monkeypatch.setattr(SAE, 'activate', activate)
+        sae = SAE(16, 256, 8, seed=3)
+        def batches():
+            gg = torch.Generator().manual_seed(0)
+            while True: yield torch.randn(64, 16, generator=gg)
+        fit_sae(sae, batches(), 60, 3e-3, progress=False)
+        return sae
+    new = train(SAE.activate)
+    old = train(lambda self, pre: scatter_codes(*topk_select(pre, self.k), self.n_atoms))
+    assert same(new, old)
 
 
 def test_batch_topk_selects_k_times_rows_and_threshold_at_inference():
