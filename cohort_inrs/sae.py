@@ -38,7 +38,7 @@ def scatter_codes(values:torch.Tensor, # `(..., k)` code values
     "Dense codes `(..., n_atoms)` from a sparse `(values, indices)` pair."
     return values.new_zeros(*values.shape[:-1], n_atoms).scatter_(-1, indices, values)
 
-# %% ../nbs/05_sae.ipynb #007a69a0
+# %% ../nbs/05_sae.ipynb #17c0c093
 def _chunk_size(n:int, # entries per row
                 k:int): # entries selected per row
     "Chunk length for `kth_largest`: a power of two near sqrt(n/k) that divides n and leaves at least k chunks; None = no chunking."
