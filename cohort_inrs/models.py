@@ -16,8 +16,8 @@ from .config import to_dict
 # %% auto #0
 __all__ = ['STREAM_B', 'STREAM_HEAD', 'TAIL_MODES', 'BASELINES', 'ARCH_KEYS', 'make_generator', 'uniform', 'weight_bound',
            'bias_bound', 'init_linear', 'default_ff_sigma', 'fourier_features', 'activation', 'sine_linear',
-           'stacked_layer', 'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR', 'canonical_configs',
-           'DepthStack', 'save_inr', 'load_inr']
+           'stacked_layer', 'stacked_head', 'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR',
+           'canonical_configs', 'DepthStack', 'save_inr', 'load_inr']
 
 # %% ../nbs/02_models.ipynb #b5cdf567
 STREAM_B, STREAM_HEAD = 0, 1000
@@ -106,11 +106,14 @@ class _SineLinear(torch.autograd.Function):
         if W.dim() == 2:
             g2, h2 = gu.reshape(-1, gu.shape[-1]), h.reshape(-1, h.shape[-1])
             if ctx.needs_input_grad[0]: gh = (torch.addmm(h2, g2, W, beta=0, alpha=w0) if h.dim() == 2 else (gu @ W).mul_(w0))
-            if ctx.needs_input_grad[1]: gW = torch.addmm(W, g2.t(), h2, beta=0, alpha=w0)
+            if ctx.needs_input_grad[1]:  # a thin input (SIREN's 2 coordinates) goes on the left (see above)
+                gW = torch.addmm(W.t(), h2.t(), g2, beta=0, alpha=w0).t().contiguous() if W.shape[1] < W.shape[0] else torch.addmm(W, g2.t(), h2, beta=0, alpha=w0)
             if ctx.needs_input_grad[2]: gb = g2.sum(0).mul_(w0)
         else:
             if ctx.needs_input_grad[0]: gh = torch.baddbmm(h, gu, W, beta=0, alpha=w0)
-            if ctx.needs_input_grad[1]: gW = torch.baddbmm(W, gu.transpose(1, 2), h, beta=0, alpha=w0)
+            if ctx.needs_input_grad[1]:
+                gW = (torch.baddbmm(W.mT, h.mT, gu, beta=0, alpha=w0).mT.contiguous() if W.shape[2] < W.shape[1]
+                      else torch.baddbmm(W, gu.mT, h, beta=0, alpha=w0))
             if ctx.needs_input_grad[2]: gb = gu.sum(1).mul_(w0)
         return gh, gW, gb, None
 
@@ -118,7 +121,9 @@ def sine_linear(h:torch.Tensor, # inputs `(..., in)`, or `(M, P, in)` with a sta
                 W:torch.Tensor, # weight `(out, in)` or stacked `(M, out, in)`
                 b:torch.Tensor, # bias `(out,)` or stacked `(M, out)`
                 w0:float=30.): # SIREN frequency factor
-    "`sin(w0 * (h W^T + b))` as one fused autograd node."
+    "`sin(w0 * (h W^T + b))` as one fused autograd node (plain ops under `torch.compile`, which fuses them itself)."
+    if torch.compiler.is_compiling():  # inductor fuses bias, w0 and sine into one kernel after the GEMM (baddbmm would first copy the bias)
+        return torch.sin(w0 * ((torch.bmm(h, W.mT) + b.unsqueeze(1)) if W.dim() == 3 else F.linear(h, W, b)))
     return _SineLinear.apply(h, W, b, float(w0))
 
 # %% ../nbs/02_models.ipynb #1886382e
@@ -140,6 +145,27 @@ def _apply_heads(h:torch.Tensor, # `(*batch, P, width)`
     k, C, _ = W.shape
     y = F.linear(h, W.reshape(k * C, -1), b.reshape(k * C))  # (*batch, P, k*C)
     return y.unflatten(-1, (k, C)).movedim(-2, -3)
+
+# %% ../nbs/02_models.ipynb #9d78e1a8
+class _StackedHead(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, W, b):
+        ctx.save_for_backward(x, W)
+        return torch.baddbmm(b.unsqueeze(1), x, W.mT)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        gx = torch.bmm(g, W) if ctx.needs_input_grad[0] else None
+        gW = torch.bmm(g.mT, x) if ctx.needs_input_grad[1] else None  # (k, C, P)(k, P, width): the thin side on the left
+        gb = g.sum(1) if ctx.needs_input_grad[2] else None
+        return gx, gW, gb
+
+def stacked_head(x:torch.Tensor, # activations `(k, P, width)`, one slice per model (a stride-0 batch is fine)
+                 W:torch.Tensor, # head weights `(k, C, width)`
+                 b:torch.Tensor): # head biases `(k, C)`
+    "Each model's linear head, `(k, P, C)`, with the weight gradient formed as `g^T x`."
+    return _StackedHead.apply(x, W, b)
 
 # %% ../nbs/02_models.ipynb #198e8683
 class CohortINR(nn.Module):
@@ -328,7 +354,7 @@ class StackedINR(nn.Module):
         "Run the stacked layers d+1..L and the heads on the shared prefix: `(M, P, C)`."
         for W, b in zip(self.tail_w, self.tail_b): h = stacked_layer(self.backbone, h, W, b, self.w0)
         if h.dim() == 2: return _apply_heads(h, self.head_w, self.head_b)  # depth L: only the heads differ
-        return torch.baddbmm(self.head_b.unsqueeze(1), h, self.head_w.transpose(1, 2))
+        return stacked_head(h, self.head_w, self.head_b)
 
     def forward(self, x:torch.Tensor): # coordinates `(P, 2)` or a prefix `(P, prefix_dim)`
         "All M models' outputs, `(M, P, C)`."
@@ -402,8 +428,7 @@ class DepthStack(nn.Module):
         k = self.joins[-1]  # models frozen through layer L: only their heads train
         if k: xs.append(hs[-1].expand(k, *hs[-1].shape))
         sizes = [len(x) for x in xs]
-        return torch.cat([torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2))
-                          for x, W, b in zip(xs, self.head_w.split(sizes), self.head_b.split(sizes))])
+        return torch.cat([stacked_head(x, W, b) for x, W, b in zip(xs, self.head_w.split(sizes), self.head_b.split(sizes))])
 
     def forward(self, coords:torch.Tensor): # `(P, 2)` coordinates
         "All models' outputs, `(M, P, C)`."
