@@ -68,6 +68,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cohort_inrs.bench._free_port': ('bench.html#_free_port', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench._peak': ('bench.html#_peak', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench._scaling_worker': ('bench.html#_scaling_worker', 'cohort_inrs/bench.py'),
+                                   'cohort_inrs.bench._sweep_label': ('bench.html#_sweep_label', 'cohort_inrs/bench.py'),
+                                   'cohort_inrs.bench._sweep_seeds': ('bench.html#_sweep_seeds', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench._sweep_stack': ('bench.html#_sweep_stack', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench._sync': ('bench.html#_sync', 'cohort_inrs/bench.py'),
                                    'cohort_inrs.bench.bench_cohort_step': ('bench.html#bench_cohort_step', 'cohort_inrs/bench.py'),

@@ -259,6 +259,7 @@ def outside_share(mm_s:float, # seconds per call inside matmuls (`matmul_seconds
 def op_shape(profile:str='cpu', # the profile whose shape to measure: `smoke`, `cpu` or `paper`
              resolution:int|None=None, # image side to measure at; None = the profile's
              n_images:int|None=None, # test images per configuration in the sweep; None = the profile's
+             n_seeds:int|None=None, # test-time seeds per image in the sweep; None = the profile's
              real:bool=True): # fit the profile's first cohort (False: random images, no data loading)
     "The operating point of a profile: model, image and sweep sizes, rates, and a label that says what was scaled."
     cfg = get_config(profile); R0 = cfg.data.resolution; R = resolution or R0
@@ -267,7 +268,7 @@ def op_shape(profile:str='cpu', # the profile whose shape to measure: `smoke`, `
     if R != R0: label += f" (of {R0}x{R0}: x{R0**2 / R**2:.1f} pixels)"
     return dict(profile=profile, label=label, width=m.width, L=m.n_shared, w0=m.w0, ff_m=m.ff_m,
                 ff_sigma=m.ff_sigma or default_ff_sigma(R0), resolution=R, full_resolution=R0, channels=cfg.data.channels,
-                n_signals=cfg.data.n_train, n_images=n_images or t.n_images, log_every=t.log_every,
+                n_signals=cfg.data.n_train, n_images=n_images or t.n_images, n_seeds=n_seeds or len(t.seeds), log_every=t.log_every,
                 train_lr={b: cfg.train.lr(b) for b in ('siren', 'ffmlp')}, fit_lr={b: t.lr(b) for b in ('siren', 'ffmlp')},
                 cohort=(cfg.data.cohorts[0].split('@')[0] + f'@{R}') if real else None, data_cfg=cfg.data)
 
@@ -345,9 +346,13 @@ def bench_op_cohort(shape:dict, # from `op_shape`
     return rows
 
 # %% ../nbs/08a_bench.ipynb #bc52cbc9
-def _sweep_stack(cnet:CohortINR, L:int, n:int, C:int):
-    "The freeze sweep as `run_sweep` builds it: every canonical configuration x `n` images (seed 0), one `DepthStack`."
-    return DepthStack([StackedINR.from_cohort(cnet, d, m, seeds=[0] * n, out_channels=C) for d, m in canonical_configs(L)])
+def _sweep_seeds(n:int, S:int): return list(range(S)) * n  # model m fits image m // S with seed m % S, as in `run_sweep`
+
+def _sweep_stack(cnet:CohortINR, L:int, n:int, C:int, S:int=1):
+    "The freeze sweep as `run_sweep` builds it: every canonical configuration x `n` images x `S` seeds, one `DepthStack`."
+    return DepthStack([StackedINR.from_cohort(cnet, d, m, seeds=_sweep_seeds(n, S), out_channels=C) for d, m in canonical_configs(L)])
+
+def _sweep_label(K:int, n:int, S:int): return f'{K} configs x {n} images' + (f' x {S} seeds' if S > 1 else '')
 
 def _fit_flops_per_step(fit):
     "Matmul FLOPs of one step of `fit(steps)`: `fit(2) - fit(1)`, so set-up and the final evaluation cancel."
@@ -361,10 +366,10 @@ def bench_op_fit(shape:dict, # from `op_shape`
                  device='auto'): # where to run
     "Rows for the stacked test-time fit of a whole freeze sweep (`DepthStack`) at `shape`; compiled vs eager."
     dev = resolve_device(device); seed_everything(0)
-    x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
+    x, _, test = op_data(shape, dev); L, C, n, S = shape['L'], shape['channels'], test.shape[0], shape['n_seeds']
     cnet = CohortINR(backbone, shape['n_signals'], C, shape['width'], L, shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
-    K = len(canonical_configs(L)); tgt = test.repeat(K, 1, 1)
-    stacks = {'eager': _sweep_stack(cnet, L, n, C)} | ({'compiled': _sweep_stack(cnet, L, n, C)} if compile else {})
+    K = len(canonical_configs(L)); tgt = test.repeat_interleave(S, 0).repeat(K, 1, 1)
+    stacks = {'eager': _sweep_stack(cnet, L, n, C, S)} | ({'compiled': _sweep_stack(cnet, L, n, C, S)} if compile else {})
     fit = lambda k, s: fit_stack(stacks[k], x, tgt, s, shape['fit_lr'][backbone], shape['log_every'], compile=k == 'compiled')
     peak_fn, peak_flops = _peak(x.shape[0], shape['width'], dev)
     fit('eager', 1)
@@ -375,7 +380,7 @@ def bench_op_fit(shape:dict, # from `op_shape`
     flops, peak = _fit_flops_per_step(lambda s: fit('eager', s)), peak_flops / t['peak']
     util = lambda k: flops / (ms[k] / 1e3) / peak
     out = lambda k: outside_share(matmul_seconds(lambda: fit(k, steps), 1, dev), t[k])
-    what = f'stacked fit, {K} configs x {n} images ({backbone})'
+    what = f'stacked fit, {_sweep_label(K, n, S)} ({backbone})'
     rows = [op_row(shape, what, ms['eager'], util=util('eager'), outside=out('eager'), backbone=backbone, device=dev,
                    note=f'DepthStack, fit_stack {steps} steps per call; peak {peak / 1e9:.0f} GFLOP/s')]
     if compile:
@@ -392,30 +397,31 @@ def bench_op_batched(shape:dict, # from `op_shape`
                      compile:bool=False): # also time the compiled `DepthStack` fit (as `regenerate` runs the cpu sweep)
     "Rows: the sweep as one `DepthStack` fit vs one `fit_single` per configuration per image (eager and compiled), and vs one `StackedINR` per configuration."
     dev = resolve_device(device); seed_everything(0)
-    x, _, test = op_data(shape, dev); L, C, n = shape['L'], shape['channels'], test.shape[0]
+    x, _, test = op_data(shape, dev); L, C, n, S = shape['L'], shape['channels'], test.shape[0], shape['n_seeds']
     cnet = CohortINR(backbone, shape['n_signals'], C, shape['width'], L, shape['w0'], shape['ff_m'], shape['ff_sigma']).to(dev)
     cfgs = canonical_configs(L); K, lr, le = len(cfgs), shape['fit_lr'][backbone], shape['log_every']
-    ds = _sweep_stack(cnet, L, n, C); tgt = test.repeat(K, 1, 1)
-    per_cfg = [StackedINR.from_cohort(cnet, d, m, seeds=[0] * n, out_channels=C) for d, m in cfgs]
-    singles = [(st.single(i), d, i) for st, (d, _) in zip(per_cfg, cfgs) for i in range(n)]
+    test = test.repeat_interleave(S, 0)  # one target per fit: image m // S, seed m % S
+    ds = _sweep_stack(cnet, L, n, C, S); tgt = test.repeat(K, 1, 1)
+    per_cfg = [StackedINR.from_cohort(cnet, d, m, seeds=_sweep_seeds(n, S), out_channels=C) for d, m in cfgs]
+    singles = [(st.single(i), d, i) for st, (d, _) in zip(per_cfg, cfgs) for i in range(n * S)]
     fns = {'batched': lambda: fit_stack(ds, x, tgt, steps, lr, le),
            'per_config': lambda: [fit_stack(st, x, test, steps, lr, le) for st in per_cfg],
            'one_at_a_time': lambda: [fit_single(net, d, x, test[i], steps, lr, le) for net, d, i in singles]}
-    if compile: dsc = _sweep_stack(cnet, L, n, C); fns['compiled'] = lambda: fit_stack(dsc, x, tgt, steps, lr, le, compile=True)
+    if compile: dsc = _sweep_stack(cnet, L, n, C, S); fns['compiled'] = lambda: fit_stack(dsc, x, tgt, steps, lr, le, compile=True)
     for f in fns.values(): f()  # warm-up (and the one compile)
     peak_fn, peak_flops = _peak(x.shape[0], shape['width'], dev)
     raw = interleaved_times(fns | {'peak': peak_fn}, rounds, dev); peak = peak_flops / raw.pop('peak')  # FLOP/s
     t = {k: v / steps * 1e3 for k, v in raw.items()}  # ms per step
     at_peak_ms = _fit_flops_per_step(lambda s: fit_stack(ds, x, tgt, s, lr, le)) / peak * 1e3  # the DepthStack's matmuls at the peak
     bound = t['one_at_a_time'] / at_peak_ms
-    what = f'{K} configs x {n} images: DepthStack vs'
+    what = f'{_sweep_label(K, n, S)}: DepthStack vs'
     rows = [op_row(shape, f'{what} fit_single loop ({backbone})', t['batched'], t['one_at_a_time'], target=3., backbone=backbone,
-                   device=dev, note=f'{K * n} fit_single calls, {steps} steps each; at the matmul peak the DepthStack would be at most {bound:.1f}x')]
+                   device=dev, note=f'{K * n * S} fit_single calls, {steps} steps each; at the matmul peak the DepthStack would be at most {bound:.1f}x')]
     if compile:
         rows.append(op_row(shape, f'{what} fit_single loop, DepthStack compiled ({backbone})', t['compiled'], t['one_at_a_time'], target=3.,
                            backbone=backbone, device=dev, note='fit_stack(compile=True), as the cpu sweep runs; the loop eager'))
     return rows + [op_row(shape, f'{what} per-config StackedINR ({backbone})', t['batched'], t['per_config'], backbone=backbone,
-                          device=dev, note=f'{K} fit_stack calls of {n} models')] 
+                          device=dev, note=f'{K} fit_stack calls of {n * S} models')] 
 
 # %% ../nbs/08a_bench.ipynb #a4032847
 def peer_available():
