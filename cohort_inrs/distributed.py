@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_distributed.ipynb #ccd9e187
 from __future__ import annotations
-import os, re, datetime, logging
+import os, re, gc, datetime, logging
 from pathlib import Path
 import torch
 import torch.distributed as dist
@@ -61,8 +61,9 @@ def barrier():
     if is_distributed(): dist.barrier()
 
 def shutdown():
-    "Leave the process group after a successful run: a barrier first, so no rank tears gloo down while another still talks to it."
+    "Leave the process group after a successful run: garbage first, then a barrier, so no rank tears gloo down while another still talks to it."
     if is_distributed():
+        gc.collect()  # a DDP wrapper caught in a reference cycle must go before its group: freed at exit, after it, it can abort the process
         dist.barrier(); dist.destroy_process_group()
 
 def broadcast_object(obj): # a picklable value; rank 0's is kept
