@@ -4,7 +4,7 @@
 
 # %% ../nbs/08a_bench.ipynb #fe967e1b
 from __future__ import annotations
-import time, json, os, sys, socket, tempfile, copy, contextlib, importlib.util
+import time, json, os, sys, socket, tempfile, copy, contextlib, importlib.util, warnings
 from pathlib import Path
 import torch
 from .config import resolve_device, seed_everything, get_config, torch_threads
@@ -17,10 +17,10 @@ from .distributed import shutdown
 
 # %% auto #0
 __all__ = ['MATMUL_OPS', 'OP_COLUMNS', 'ENTRIES', 'DEFAULT', 'QUICK', 'best_time', 'median_time', 'matmul_probe',
-           'cohort_step_flops', 'bench_cohort_step', 'bench_sweep', 'bench_sae', 'bench_scaling', 'fp32_matmuls',
-           'interleaved_times', 'matmul_flops', 'matmul_seconds', 'outside_share', 'op_shape', 'op_data', 'op_row',
-           'bench_op_cohort', 'bench_op_fit', 'bench_op_batched', 'peer_available', 'peer_siren', 'fit_peer',
-           'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result', 'run_bench']
+           'cohort_step_flops', 'bench_cohort_step', 'bench_sweep', 'bench_sae', 'spawn_group', 'bench_scaling',
+           'fp32_matmuls', 'interleaved_times', 'matmul_flops', 'matmul_seconds', 'outside_share', 'op_shape',
+           'op_data', 'op_row', 'bench_op_cohort', 'bench_op_fit', 'bench_op_batched', 'peer_available', 'peer_siren',
+           'fit_peer', 'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result', 'run_bench']
 
 # %% ../nbs/08a_bench.ipynb #3f68351b
 def _sync(dev):
@@ -144,6 +144,17 @@ def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
+def spawn_group(worker, # `worker(rank, *args)`, importable by a fresh interpreter (spawned processes import it)
+                args:tuple, # its arguments after the rank
+                nprocs:int, # processes to start
+                out): # the file rank 0 writes when its work is done
+    "Run `nprocs` spawned processes; a crash after `out` exists (a process-group teardown) is a warning, before it an error."
+    import torch.multiprocessing as mp
+    try: mp.start_processes(worker, args=args, nprocs=nprocs, start_method='spawn')
+    except mp.ProcessExitedException as e:
+        if not Path(out).exists(): raise
+        warnings.warn(f"{nprocs} process(es): one died after the work was written ({e}); the result is kept.")
+
 def _scaling_worker(local_rank:int, world:int, port:int, shape:dict, device:str, steps:int, threads:int, out:str):
     "One process of the scaling entry: join the group, time `steps` training steps, rank 0 writes the median step time."
     import torch.distributed as dist
@@ -180,7 +191,6 @@ def bench_scaling(backbone:str='siren', # backbone to train
                   steps:int=20, # timed steps per process count
                   device='auto'): # where to run
     "Steps per second of data-parallel cohort training at each process count, each in a fresh process group."
-    import torch.multiprocessing as mp
     dev = resolve_device(device); cuda = dev.type == 'cuda'
     resolution = resolution or (128 if cuda else 64)
     nprocs = tuple(nprocs or (range(1, torch.cuda.device_count() + 1) if cuda else (1, 2)))
@@ -195,7 +205,7 @@ def bench_scaling(backbone:str='siren', # backbone to train
     with tempfile.TemporaryDirectory() as tmp:
         for k, th in runs:
             out = Path(tmp)/f'{k}-{th}.json'
-            mp.start_processes(worker, args=(k, _free_port(), shape, dev.type, steps, th, str(out)), nprocs=k, start_method='spawn')
+            spawn_group(worker, (k, _free_port(), shape, dev.type, steps, th, str(out)), k, out)
             sps[k, th] = 1 / json.loads(out.read_text())['step_s']
     lo, hi = runs[nprocs.index(min(nprocs))], runs[nprocs.index(max(nprocs))]
     name = lambda k, th: f"{k} proc{'s' if k > 1 else ''}" + ('' if cuda else f" x {th} thread{'s' if th > 1 else ''}")

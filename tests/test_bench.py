@@ -1,7 +1,7 @@
 "Tests of `cohort_inrs.bench`'s operating-point entry at tiny sizes: well-formed rows, the table, the JSON, the peer's equivalence. Never timings."
 import json
 import pytest, torch
-from cohort_inrs.bench import (fp32_matmuls, interleaved_times, matmul_flops, matmul_seconds, outside_share, op_shape, op_data, op_row,
+from cohort_inrs.bench import (spawn_group, fp32_matmuls, interleaved_times, matmul_flops, matmul_seconds, outside_share, op_shape, op_data, op_row,
                                bench_op_cohort, bench_op_fit, bench_op_batched, bench_op_peer, peer_available, peer_siren, fit_peer,
                                format_table, OP_COLUMNS, run_bench)
 from cohort_inrs.cli import main
@@ -88,3 +88,12 @@ def test_cli_bench_op_quick_writes_json(tmp_path, capsys):
     assert lines[0].startswith('| shape') and len(lines) == len(rows) + 3 and all(r['entry'] == 'op' and r['threads'] == 1 for r in rows)
     assert '1 CPU thread' in lines[-1]
     assert not any('compiled' in r['what'] for r in rows)
+
+def test_spawn_group_keeps_a_result_written_before_a_crash(tmp_path):
+    "A process that dies after rank 0 wrote its result (a teardown abort) warns and keeps it; one that dies before raises."
+    import torch.multiprocessing as mp
+    from spawned_workers import write_then_abort
+    out = tmp_path/'done.json'
+    with pytest.warns(UserWarning, match='died after the work was written'): spawn_group(write_then_abort, (str(out), True), 1, out)
+    assert json.loads(out.read_text()) == {'step_s': 1.0}
+    with pytest.raises(mp.ProcessExitedException, match='SIGABRT'): spawn_group(write_then_abort, (str(tmp_path/'never.json'), False), 1, tmp_path/'never.json')
