@@ -52,7 +52,7 @@ def maps_from_pairs(fp:dict, # from `firing_pairs`
                     atoms=None): # atom indices to densify; None = all
     "Dense firing maps `(len(atoms), H, W)` from the sparse triples."
     H, W = fp['shape']; n = fp['n_atoms']
-    atoms = torch.arange(n) if atoms is None else torch.as_tensor(atoms, dtype=torch.long).reshape(-1)
+    atoms = torch.arange(n) if atoms is None else torch.as_tensor(atoms, dtype=torch.long).reshape(-1).cpu()  # the lookup table below lives on the CPU
     u, inv = atoms.unique(return_inverse=True)  # repeated atoms are allowed
     row = torch.full((n,), -1, dtype=torch.long); row[u] = torch.arange(len(u))  # atom -> output row
     r = row[fp['atom'].cpu()].to(fp['atom'].device); keep = r >= 0
@@ -95,7 +95,7 @@ def localisation(maps:torch.Tensor): # `(n, H, W)` non-negative firing maps
     pv, pk = a.max(1)
     out = {'live': live, 'area': nz / N, 'frequency': nz / N, 'entropy': ent,
            'effective_area': torch.where(live, 1 / (N * pi.pow(2).sum(1)), 0.), 'rg': rg,
-           'centroid': torch.where(live[:, None], mu, nan[:, None]), 'components': components(maps),
+           'centroid': torch.where(live[:, None], mu, nan[:, None]), 'components': components(maps).to(a.device),
            'peak': torch.where(live[:, None], xy[pk], nan[:, None]), 'peak_value': pv,
            'mean_active': torch.where(live, S / nz.clamp_min(1), 0.)}
     return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
@@ -119,7 +119,7 @@ def summarise(stats:dict): # from `localisation`
     for k, v in stats.items():
         if k == 'live' or v.dim() != 1: continue
         x = v[live].double(); x = x[~x.isnan()]
-        q = x.quantile(torch.tensor([.25, .5, .75], dtype=x.dtype)).tolist() if len(x) else [float('nan')] * 3
+        q = x.quantile(torch.tensor([.25, .5, .75], dtype=x.dtype, device=x.device)).tolist() if len(x) else [float('nan')] * 3
         out[k] = {'q25': q[0], 'median': q[1], 'q75': q[2], 'mean': x.mean().item() if len(x) else float('nan')}
     return out
 
@@ -142,7 +142,7 @@ def match_dictionaries(maps_a:torch.Tensor, # `(n_a, H, W)` firing maps of dicti
         if max_atoms is not None and len(ok) > max_atoms: ok = ok[f[ok].sum(1).topk(max_atoms).indices]
         return ok
     ia, ib = pick(fa), pick(fb)
-    C = (_zscore(fa[ia]) @ _zscore(fb[ib]).T).cpu().numpy()
+    C = (_zscore(fa[ia]) @ _zscore(fb[ib]).T).cpu().numpy(); ia, ib = ia.cpu(), ib.cpu()  # the result lives on the CPU
     r, c = linear_sum_assignment(C, maximize=True)
     index = torch.full((len(fa),), -1, dtype=torch.long); corr = torch.full((len(fa),), float('nan'))
     index[ia[r]] = ib[c]; corr[ia[r]] = torch.from_numpy(C[r, c]).float()
@@ -175,8 +175,8 @@ def contour_tracing(maps:torch.Tensor, # `(n, H, W)` firing maps at the images' 
                     test_imgs:torch.Tensor): # unseen images of the same kind
     "Per atom, the max correlation with train-image edges vs with test-image edges, and their difference (equal image counts)."
     n = min(len(train_imgs), len(test_imgs))
-    tr = contour_correlation(maps, edge_maps(train_imgs[:n])).max(1).values
-    te = contour_correlation(maps, edge_maps(test_imgs[:n])).max(1).values
+    tr = contour_correlation(maps, edge_maps(train_imgs[:n].to(maps.device))).max(1).values
+    te = contour_correlation(maps, edge_maps(test_imgs[:n].to(maps.device))).max(1).values
     return {'train': tr, 'test': te, 'diff': tr - te, 'n_images': n}
 
 # %% ../nbs/06_atoms.ipynb #ac0bbc98
@@ -251,7 +251,7 @@ def brute_force_ablation(sae:SAE, # the SAE trained at `depth`
             out['drop' + name].append(p0 - psnr(to_image(y), targets))
             e = (y - y0).pow(2).sum((0, 2)); sup = z[:, j] > 0
             out['energy' + name].append(e.sum())
-            out['inside_share' + name].append(e[sup].sum() / e.sum() if e.sum() > 0 else torch.tensor(float('nan')))
+            out['inside_share' + name].append(e[sup].sum() / e.sum() if e.sum() > 0 else torch.tensor(float('nan'), device=e.device))
             out['outside_energy' + name].append(e[~sup].sum())
     return {k: torch.stack(v).cpu() if v else torch.zeros(0) for k, v in out.items()}
 

@@ -538,14 +538,17 @@ def bench_operating_point(device='auto', # where to run
         plans = [(op_shape('cpu'), dict(rounds=5, steps=10, peer_steps=300, compile=True, batched=True)),
                  (paper, dict(rounds=3 if cuda else 2, steps=10 if cuda else 2, peer_steps=300 if cuda else 30, compile=cuda, batched=cuda))]
     rows = []
+    def add(new):  # each row also goes to stderr when measured: a bench stopped at a time limit still leaves what it measured
+        for r in new: say('| ' + ' | '.join(_cells(r)) + ' |')
+        rows.extend(new)
     with fp32_matmuls(dev), torch_threads(threads):
         for shape, p in plans:
             for i, bb in enumerate(backbones):
                 comp = compile and p['compile'] and (i == 0 or not quick)  # quick: compile one backbone only (compiling is slow on 2 cores)
-                say(f"{shape['label']}: cohort step ({bb})"); rows += bench_op_cohort(shape, bb, p['rounds'], comp, dev)
-                say(f"{shape['label']}: stacked fit ({bb})"); rows += bench_op_fit(shape, bb, p['steps'], max(p['rounds'] - 2, 1), comp, dev)
-            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); rows += bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), dev, compile and p['compile'] and not quick)
-            say(f"{shape['label']}: peer"); rows += bench_op_peer(shape, p['peer_steps'], max(p['rounds'] - 2, 1), compile and p['compile'], dev)
+                say(f"{shape['label']}: cohort step ({bb})"); add(bench_op_cohort(shape, bb, p['rounds'], comp, dev))
+                say(f"{shape['label']}: stacked fit ({bb})"); add(bench_op_fit(shape, bb, p['steps'], max(p['rounds'] - 2, 1), comp, dev))
+            if p['batched']: say(f"{shape['label']}: batched vs one at a time"); add(bench_op_batched(shape, backbones[0], p['steps'], max(p['rounds'] - 2, 1), dev, compile and p['compile'] and not quick))
+            say(f"{shape['label']}: peer"); add(bench_op_peer(shape, p['peer_steps'], max(p['rounds'] - 2, 1), compile and p['compile'], dev))
         n = None if cuda else torch.get_num_threads()
     return [r | {'threads': n} for r in rows]
 

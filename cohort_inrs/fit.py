@@ -130,14 +130,29 @@ def compiled(fn, # a function of tensors (a loss)
              enabled:bool=True): # compile it with `torch.compile`; False = return `fn` as is
     "`fn` compiled by `torch.compile` (falling back to eager, with one warning, where compiling fails), or `fn` itself."
     if not enabled: return fn
-    state = {'fn': torch.compile(fn, dynamic=False)}
+    state = {'fn': torch.compile(fn, dynamic=False), 'first': True}
     def call(*args, **kw):
-        try: return state['fn'](*args, **kw)
+        try:
+            if state['first']: state['first'] = False; _compile_backward(state['fn'](*args, **kw), args, kw)  # a throwaway forward
+            return state['fn'](*args, **kw)
         except Exception as e:  # only the first call can fail to compile; after a failure every call runs eagerly
             if state['fn'] is fn: raise
             log.warning(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eagerly.")
             state['fn'] = fn; return fn(*args, **kw)
     return call
+
+def _compile_backward(out, # what the compiled function returned
+                      args:tuple, kw:dict): # its arguments: modules and tensors whose leaves require grad
+    "Run the backward of `out` once without touching `.grad`, so that the lazily compiled backward graph is built now (then drop `out`)."
+    def tensors(a):  # the tensors in `a`, a module's parameters, or a (nested) tuple, list or dict of them
+        if isinstance(a, torch.nn.Module): return list(a.parameters())
+        if isinstance(a, torch.Tensor): return [a]
+        if isinstance(a, (tuple, list, dict)): return [t for v in (a.values() if isinstance(a, dict) else a) for t in tensors(v)]
+        return []
+    ins = [p for p in tensors((args, kw)) if p.requires_grad and p.is_leaf]
+    outs = [t.sum() for t in tensors(out) if t.requires_grad]
+    # a throwaway graph, not `retain_graph` on the real one: a second backward through one compiled graph gave wrong gradients here
+    if ins and outs: torch.autograd.grad(outs, ins, allow_unused=True)
 
 # %% ../nbs/03_fit.ipynb #a28e395b
 def train_cohort(model:CohortINR, # the cohort INR to train (modified in place)

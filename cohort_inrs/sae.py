@@ -367,6 +367,7 @@ def activation_sampler(net:CohortINR, # the cohort INR
     "Endless batches `(batch, width)` of activations after shared layer `depth`, at fresh random coordinates."
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     dev = next(net.parameters()).device
+    if grid is not None: grid = grid.cpu()  # batches are drawn on the CPU (the generator's device), then copied
     net._check_depth(depth); lo, hi = map(float, coord_range)
     while True:
         if grid is None: c = torch.rand(batch, 2, generator=g) * (hi - lo) + lo

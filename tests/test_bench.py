@@ -83,8 +83,10 @@ def test_peer_rows_tiny():
 def test_cli_bench_op_quick_writes_json(tmp_path, capsys):
     out = tmp_path/'bench.json'
     assert main(['bench', '--quick', '--no-compile', '--threads', '1', '--only', 'op', '--json', str(out)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    cap = capsys.readouterr(); lines = cap.out.strip().splitlines()
     rows = json.loads(out.read_text())
+    measured = [l.removeprefix('bench op: ') for l in cap.err.splitlines() if l.startswith('bench op: |')]
+    assert len(measured) == len(rows) and all(r['what'] in l for r, l in zip(rows, measured))  # each row on stderr as it is measured
     assert lines[0].startswith('| shape') and len(lines) == len(rows) + 3 and all(r['entry'] == 'op' and r['threads'] == 1 for r in rows)
     assert '1 CPU thread' in lines[-1]
     assert not any('compiled' in r['what'] for r in rows)

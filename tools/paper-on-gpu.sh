@@ -24,12 +24,13 @@
 # 40 TFLOP/s" fp32): machine start 1-2 min (not in the command), wheel install ~10 s, then
 #   PART 1 (cohorts cohort_fit test_time_lr stable_rank | freeze_sweep freeze_vs_finetune): cohort INRs 1.25 PFLOP
 #          (~30 s), FFMLP lr sweep 1.47 (~40 s), freeze sweeps 11.75 (~5 min), notebooks' own work ~1 min: ~7 min.
-#   PART 2 (sae_quality atom_gallery atom_localisation ablation | atlas, then bench): SAEs at depth 2, 4 plus 2 for
+#   PART 2 (sae_quality atom_gallery atom_localisation ablation | atlas | regime_map, then bench): SAEs at depth 2, 4 plus 2 for
 #          C4's re-seeded cohort, ~1 PFLOP each (the estimate's 14.7 PFLOP counts every depth of the first cohort,
-#          which only the cpu profile runs): ~3-4 min, ablation scans and atlas pages: a few min; bench <= 150 s.
+#          which only the cpu profile runs): ~3-4 min, ablation scans and atlas pages: a few min; the regime map (5.75
+#          PFLOP, 16 small cohort fits and sweeps) whatever time is left, less 60 s kept for the bench (<= 150 s).
 # So the whole paper profile (~12 min plus the figures' work) is over one 10-minute command: it runs as two calls.
 # A session's device time (15 min, the machine's start included) is as tight as the work: give call 2
-# BUDGET_S=<budget_left_s from `status`, less 60>; what does not fit is then cut last-first (atlas, then the bench's
+# BUDGET_S=<budget_left_s from `status`, less 60>; what does not fit is then cut last-first (regime map, atlas, the bench's
 # later entries), and the figures of the stages that finished still come back. TF32=1 (below) if fp32 is too slow.
 #
 # Why the split is by figure jobs (`regenerate --only`) and not `train --sweep` then `regenerate`: each call then
@@ -114,8 +115,8 @@ EOF
   FIG=figures/$PROFILE; STATE=runs/gpu-state
   ALL=$(python3 -c 'from cohort_inrs.pipeline import JOBS; print(" ".join(j.name for j in JOBS))') || return 5
   local known=" ${STAGES_1[*]} ${STAGES_2[*]} " extra="" j
-  for j in $ALL; do [[ $known == *" $j "* ]] || extra+=" $j"; done   # jobs added to the table later run in part 2
-  [ -n "$extra" ] && STAGES_2[0]+="$extra"
+  for j in $ALL; do [[ $known == *" $j "* ]] || extra+=" $j"; done   # jobs added to the table later (regime_map) run in part 2,
+  [ -n "$extra" ] && STAGES_2+=("${extra# }")                          # as its last stage: within a stage, jobs run in table order
   case "$PART" in 1) STAGES=("${STAGES_1[@]}") ;; 2) STAGES=("${STAGES_2[@]}") ;; all) STAGES=("${STAGES_1[@]}" "${STAGES_2[@]}") ;; esac
 
   if [ "$PART" = 2 ]; then  # part 1's figures (for one manifest and claims report) and cache (its cohort INRs)
@@ -176,7 +177,8 @@ EOF
     local quick=""; [ "$PROFILE" != paper ] && quick=--quick   # smoke/cpu: tiny shapes, checks the bench runs
     if [ "$b" -ge 20 ]; then
       stamp "bench $quick (timeout ${b}s)"
-      timeout -k 10 "$b" python3 -m cohort_inrs bench --device "$DEVICE" $quick 2>&1 | tee "$OUT/bench.txt"
+      # the bench compares with the fp32 peak (TF32 off), whatever TF32 the figures ran with
+      TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0 NVIDIA_TF32_OVERRIDE=0 timeout -k 10 "$b" python3 -m cohort_inrs bench --device "$DEVICE" $quick 2>&1 | tee "$OUT/bench.txt"
       echo "bench exit ${PIPESTATUS[0]} (124: stopped at its time limit; the lines above are the entries that finished)"
     else echo "no time left for the bench" | tee "$OUT/bench.txt"; fi
   fi
