@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .config import Config, get_config, config_hash, to_dict, seed_everything, resolve_device, torch_threads
 from .store import artifact_path, cached, save_tensors, load_tensors, atomic_path, read_meta
 from .data import load_cohort, coord_grid
-from .models import CohortINR, StackedINR, DepthStack, save_inr, load_inr, canonical_configs
+from .models import CohortINR, StackedINR, DepthStack, save_inr, load_inr, canonical_configs, plain_ops
 from .distributed import (rank, world_size, is_main, broadcast_object, init_distributed,
                                      cached_collective, sharded_cached, shard_bounds)
 
@@ -22,8 +22,8 @@ log = logging.getLogger('cohort_inrs')
 # %% auto #0
 __all__ = ['log', 'READINGS', 'mse_per_signal', 'psnr', 'ssim_window', 'ssim', 'to_target', 'to_image', 'adam', 'cohort_loss',
            'cohort_step', 'ddp_cohort_step', 'compiled', 'train_cohort', 'cohort_key', 'cohort_model', 'reconstruct',
-           'stack_loss', 'fit_stack', 'fit_single', 'sweep_key', 'run_sweep', 'freeze_sweep', 'config_name',
-           'summarise_sweep', 'rule_depth', 'lr_sweep']
+           'stack_loss', 'fit_stack', 'fit_single', 'train_step', 'sweep_key', 'run_sweep', 'freeze_sweep',
+           'config_name', 'summarise_sweep', 'rule_depth', 'lr_sweep']
 
 # %% ../nbs/03_fit.ipynb #9c7dbb79
 def mse_per_signal(pred, # (N, P, C) or (N, H, W, C), in [0, 1]
@@ -127,13 +127,15 @@ def ddp_cohort_step(ddp_model, # the cohort INR wrapped in `DistributedDataParal
 
 # %% ../nbs/03_fit.ipynb #96f531a9
 def compiled(fn, # a function of tensors (a loss)
-             enabled:bool=True): # compile it with `torch.compile`; False = return `fn` as is
+             enabled:bool=True, # compile it with `torch.compile`; False = return `fn` as is
+             backward:bool=True): # also build the backward graph in the first call (False for a function that must run once per call)
     "`fn` compiled by `torch.compile` (falling back to eager, with one warning, where compiling fails), or `fn` itself."
     if not enabled: return fn
     state = {'fn': torch.compile(fn, dynamic=False), 'first': True}
     def call(*args, **kw):
         try:
-            if state['first']: state['first'] = False; _compile_backward(state['fn'](*args, **kw), args, kw)  # a throwaway forward
+            if state['first'] and backward: _compile_backward(state['fn'](*args, **kw), args, kw)  # a throwaway forward
+            state['first'] = False
             return state['fn'](*args, **kw)
         except Exception as e:  # only the first call can fail to compile; after a failure every call runs eagerly
             if state['fn'] is fn: raise
@@ -306,19 +308,24 @@ def fit_stack(stack:StackedINR, # M INRs sharing a frozen prefix (trained in pla
               log_every:int=10, # record PSNR every n steps
               progress:bool=False, # show a tqdm bar
               desc:str='fit', # progress bar label
-              compile:bool=False): # run the forward and loss through `torch.compile` (see `compiled`)
+              compile:bool|str=False): # False; True = compile the forward and loss (`compiled`); 'step' = the whole step (`train_step`)
     "Train all M models of `stack` at once; returns `{'step': (T,), 'mse': (T, M), 'out': (M, P, C)}` (CPU; `out` in [0, 1]; MSE of outputs clamped to [0, 1])."
+    if compile not in (False, True, 'step'): raise ValueError(f"compile must be False, True or 'step', got {compile!r}.")
     dev = stack.head_w.device
     img = images.to(dev); coords, tgt = coords.to(dev), to_target(img)
     pre = stack.prefix(coords)
-    opt = adam(stack.parameters(), lr)
     n_log = steps // log_every + 1
     hist = torch.empty((n_log, stack.n_models), device=dev)
     clamped_mse = lambda out: mse_per_signal(to_image(out.detach()).clamp(0, 1), img)  # what an image viewer shows, as `psnr` measures
-    loss = compiled(stack_loss, compile)
+    if compile == 'step': one_step = train_step(stack, lr)
+    else:
+        opt, loss = adam(stack.parameters(), lr), compiled(stack_loss, compile)
+        def one_step(pre, tgt):
+            out, per = loss(stack, pre, tgt)
+            opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
+            return out, per
     for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        out, per = loss(stack, pre, tgt)
-        opt.zero_grad(set_to_none=True); per.sum().backward(); opt.step()
+        out, per = one_step(pre, tgt)
         if step % log_every == 0: hist[step // log_every] = clamped_mse(out)
     with torch.no_grad():
         out = stack.tail(pre); final = clamped_mse(out)
@@ -350,6 +357,39 @@ def fit_single(net:CohortINR, # a one-signal INR (trained in place)
         out = net(coords); hist.append(clamped_mse(out))
     steps_ix = list(range(0, steps, log_every)) + [steps]
     return {'step': torch.tensor(steps_ix), 'mse': torch.stack(hist).cpu(), 'out': to_image(out).cpu()}
+
+# %% ../nbs/03_fit.ipynb #1ba2ee44
+class _Tail(torch.nn.Module):
+    "A stack's trainable part as a module, so that `torch.func.functional_call` can run `stack.tail`."
+    def __init__(self, stack): super().__init__(); self.stack = stack
+    def forward(self, pre): return self.stack.tail(pre)
+
+def train_step(stack, # a `StackedINR` or `DepthStack` (its parameters are updated in place)
+               lr:float, # Adam learning rate
+               compile:bool=True, # compile the step (falls back to eager, with a warning, where compiling fails)
+               betas=(0.9, 0.999), eps:float=1e-8): # Adam's, as in `adam`
+    "One function for a whole Adam step on `stack_loss`: `step(pre, tgt) -> (out, per)` (detached), parameters and moments updated in place."
+    tail = _Tail(stack); names, params = zip(*tail.named_parameters())
+    avg, avg_sq = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    # the step count as a tensor (a Python int would recompile every step), of shape (1,): inductor lost in-place updates of a 0-d float64 one
+    t = torch.zeros(1, dtype=params[0].dtype, device=params[0].device)
+    (b1, b2) = betas
+    def loss(p, pre, tgt):
+        out = torch.func.functional_call(tail, p, (pre,))
+        per = ((out - tgt)**2).flatten(1).mean(1)
+        return per.sum(), (out.detach(), per.detach())
+    def step(params, avg, avg_sq, t, pre, tgt):
+        grads, (out, per) = torch.func.grad(loss, has_aux=True)(dict(zip(names, params)), pre, tgt)
+        with torch.no_grad():
+            t.add_(1); step_size, bc2_sqrt = lr / (1 - b1 ** t), (1 - b2 ** t).sqrt()
+            for p, m, v, n in zip(params, avg, avg_sq, names):  # traced once: one fused update in the graph, no Python loop per step
+                g = grads[n]; m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.sub_(step_size * m / (v.sqrt() / bc2_sqrt).add_(eps))
+        return out, per
+    fn = compiled(step, compile, backward=False)  # the step returns no graph to warm up, and must run once per call
+    def call(pre, tgt):
+        with plain_ops(): return fn(params, avg, avg_sq, t, pre, tgt)
+    return call
 
 # %% ../nbs/03_fit.ipynb #7c99ddc9
 def sweep_key(cfg:Config, backbone:str, spec:str):

@@ -5,6 +5,7 @@
 # %% ../nbs/02_models.ipynb #d4610521
 from __future__ import annotations
 import math
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,9 +16,9 @@ from .config import to_dict
 
 # %% auto #0
 __all__ = ['STREAM_B', 'STREAM_HEAD', 'TAIL_MODES', 'BASELINES', 'ARCH_KEYS', 'make_generator', 'uniform', 'weight_bound',
-           'bias_bound', 'init_linear', 'default_ff_sigma', 'fourier_features', 'activation', 'sine_linear',
-           'stacked_layer', 'stacked_head', 'CohortINR', 'BufferList', 'fit_seed', 'tail_mode', 'StackedINR',
-           'canonical_configs', 'DepthStack', 'save_inr', 'load_inr']
+           'bias_bound', 'init_linear', 'default_ff_sigma', 'fourier_features', 'activation', 'plain_ops',
+           'sine_linear', 'stacked_layer', 'stacked_head', 'CohortINR', 'BufferList', 'fit_seed', 'tail_mode',
+           'StackedINR', 'canonical_configs', 'DepthStack', 'save_inr', 'load_inr']
 
 # %% ../nbs/02_models.ipynb #b5cdf567
 STREAM_B, STREAM_HEAD = 0, 1000
@@ -87,6 +88,17 @@ def activation(backbone:str, # `siren` or `ffmlp`
     "The nonlinearity of a shared layer: `sin(w0 z)` or `relu(z)`."
     return torch.sin(w0 * z) if backbone == 'siren' else torch.relu(z)
 
+# %% ../nbs/02_models.ipynb #c8865f46
+_PLAIN = False  # set by `plain_ops`
+
+@contextmanager
+def plain_ops():
+    "Inside: `sine_linear` and `stacked_head` run as plain operations instead of their fused autograd nodes (for `torch.func` transforms)."
+    global _PLAIN
+    old, _PLAIN = _PLAIN, True
+    try: yield
+    finally: _PLAIN = old
+
 # %% ../nbs/02_models.ipynb #e60f3fc1
 class _SineLinear(torch.autograd.Function):
     @staticmethod
@@ -121,8 +133,8 @@ def sine_linear(h:torch.Tensor, # inputs `(..., in)`, or `(M, P, in)` with a sta
                 W:torch.Tensor, # weight `(out, in)` or stacked `(M, out, in)`
                 b:torch.Tensor, # bias `(out,)` or stacked `(M, out)`
                 w0:float=30.): # SIREN frequency factor
-    "`sin(w0 * (h W^T + b))` as one fused autograd node (plain ops under `torch.compile`, which fuses them itself)."
-    if torch.compiler.is_compiling():  # inductor fuses bias, w0 and sine into one kernel after the GEMM (baddbmm would first copy the bias)
+    "`sin(w0 * (h W^T + b))` as one fused autograd node (plain ops under `torch.compile`, which fuses them itself, or `plain_ops`)."
+    if _PLAIN or torch.compiler.is_compiling():  # inductor fuses bias, w0 and sine into one kernel after the GEMM (baddbmm would first copy the bias)
         return torch.sin(w0 * ((torch.bmm(h, W.mT) + b.unsqueeze(1)) if W.dim() == 3 else F.linear(h, W, b)))
     return _SineLinear.apply(h, W, b, float(w0))
 
@@ -164,7 +176,8 @@ class _StackedHead(torch.autograd.Function):
 def stacked_head(x:torch.Tensor, # activations `(k, P, width)`, one slice per model (a stride-0 batch is fine)
                  W:torch.Tensor, # head weights `(k, C, width)`
                  b:torch.Tensor): # head biases `(k, C)`
-    "Each model's linear head, `(k, P, C)`, with the weight gradient formed as `g^T x`."
+    "Each model's linear head, `(k, P, C)`, with the weight gradient formed as `g^T x` (plain ops under `plain_ops`)."
+    if _PLAIN: return torch.baddbmm(b.unsqueeze(1), x, W.mT)
     return _StackedHead.apply(x, W, b)
 
 # %% ../nbs/02_models.ipynb #198e8683

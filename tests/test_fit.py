@@ -77,16 +77,17 @@ def test_one_depth_stack_equals_a_stack_per_configuration(digits, backbone):
         torch.testing.assert_close(merged['mse'][:, 2*k:2*k+2], alone['mse'], rtol=1e-8, atol=1e-12)
         torch.testing.assert_close(merged['out'][2*k:2*k+2], alone['out'], rtol=1e-8, atol=1e-10)
 
+@pytest.mark.parametrize('mode', [True, 'step'])
 @pytest.mark.parametrize('backbone', ['siren', 'ffmlp'])
-def test_compiled_fit_equals_eager(digits, backbone):
-    "`compile=True` runs the same arithmetic fused: in float64 equal to eager to ~1e-9 over 20 Adam steps."
+def test_compiled_fit_equals_eager(digits, backbone, mode):
+    "`compile=True` (forward and loss) and `compile='step'` (the whole Adam step) run the same arithmetic fused: in float64 equal to eager to ~1e-9 over 20 steps."
     cnet = trained_cohort(digits, backbone)
     # float64 for the reason given in test_batched_fit_equals_loop (float32 differs by up to 0.02 dB here: Adam near eps)
     cnet, xy = cnet.double(), digits.coords().double()
     configs = canonical_configs(cnet.n_shared); tg = digits.targets('test')[:2].double().repeat(len(configs), 1, 1)
     make = lambda: DepthStack([StackedINR.from_cohort(cnet, d, m, seeds=[0, 1]).double() for d, m in configs])
     eager = fit_stack(make(), xy, tg, steps=20, lr=1e-3, log_every=5)
-    fused = fit_stack(make(), xy, tg, steps=20, lr=1e-3, log_every=5, compile=True)
+    fused = fit_stack(make(), xy, tg, steps=20, lr=1e-3, log_every=5, compile=mode)
     torch.testing.assert_close(fused['mse'], eager['mse'], rtol=1e-7, atol=1e-12)
     torch.testing.assert_close(fused['out'], eager['out'], rtol=1e-7, atol=1e-9)
 
