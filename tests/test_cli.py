@@ -67,6 +67,18 @@ def test_readme_command_lines_parse():
         try: p.parse_args(c)
         except SystemExit as e: raise AssertionError(f"README command does not parse: cohort-inrs {' '.join(c)}") from e
 
+def test_readme_python_example_runs():
+    "The README's Python example runs as written, at the smoke profile's size (the cpu profile and cohort swapped in by name)."
+    import re
+    readme = (Path(__file__).resolve().parent.parent/'README.md').read_text()
+    code = re.search(r'### In Python\n\n```python\n(.*?)```', readme, re.S).group(1)
+    small = code.replace("get_config('cpu', train=dict(steps=500))", "get_config('smoke')").replace("'mni152@48'", "'digits'")
+    assert small.count("'digits'") == 3 and "get_config('smoke')" in small, small
+    env = {}; exec(compile(small, 'README.md', 'exec'), env)
+    fit, sweep = env['fit'], env['sweep']
+    assert fit['mse'].shape[1] == 1 and float(fit['mse'][-1, 0]) < float(fit['mse'][0, 0])  # the new image's fit learned
+    assert sweep['psnr'].shape[0] == len(sweep['configs'])
+
 def test_train_names_each_step(capsys):
     "`cohort-inrs train` says what it is doing before each step, with the time since the start; --quiet keeps only the results."
     args = ['train', '--profile', 'smoke', '--cohorts', 'digits', '--backbones', 'siren', '--sweep']
