@@ -133,12 +133,13 @@ def compiled(fn, # a function of tensors (a loss)
     if not enabled: return fn
     state = {'fn': torch.compile(fn, dynamic=False), 'first': True}
     def call(*args, **kw):
+        first = state['first']; state['first'] = False
         try:
-            if state['first'] and backward: _compile_backward(state['fn'](*args, **kw), args, kw)  # a throwaway forward
-            state['first'] = False
+            if first and backward: _compile_backward(state['fn'](*args, **kw), args, kw)  # a throwaway forward
             return state['fn'](*args, **kw)
-        except Exception as e:  # only the first call can fail to compile; after a failure every call runs eagerly
-            if state['fn'] is fn: raise
+        except Exception as e:  # compiling failed; from then on every call runs eagerly
+            # a function with effects (backward=False) falls back only on its first call: a later error may come after its effects
+            if state['fn'] is fn or not (first or backward): raise
             log.warning(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eagerly.")
             state['fn'] = fn; return fn(*args, **kw)
     return call
@@ -369,11 +370,14 @@ def train_step(stack, # a `StackedINR` or `DepthStack` (its parameters are updat
                compile:bool=True, # compile the step (falls back to eager, with a warning, where compiling fails)
                betas=(0.9, 0.999), eps:float=1e-8): # Adam's, as in `adam`
     "One function for a whole Adam step on `stack_loss`: `step(pre, tgt) -> (out, per)` (detached), parameters and moments updated in place."
-    tail = _Tail(stack); names, params = zip(*tail.named_parameters())
+    tail = _Tail(stack); trained = [(n, p) for n, p in tail.named_parameters() if p.requires_grad]  # frozen ones stay as they are
+    if not trained: raise ValueError("train_step: no parameter of the stack requires a gradient, so there is nothing to train.")
+    names, params = zip(*trained)
     avg, avg_sq = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
-    # the step count as a tensor (a Python int would recompile every step), of shape (1,): inductor lost in-place updates of a 0-d float64 one
-    t = torch.zeros(1, dtype=params[0].dtype, device=params[0].device)
-    (b1, b2) = betas
+    # the step count as a float64 tensor, as exact as torch's own count (a Python int would recompile every step), of
+    # shape (1,): inductor lost in-place updates of a 0-d float64 one
+    t = torch.zeros(1, dtype=torch.float64, device=params[0].device)
+    (b1, b2), dt = betas, params[0].dtype
     def loss(p, pre, tgt):
         out = torch.func.functional_call(tail, p, (pre,))
         per = ((out - tgt)**2).flatten(1).mean(1)
@@ -381,7 +385,7 @@ def train_step(stack, # a `StackedINR` or `DepthStack` (its parameters are updat
     def step(params, avg, avg_sq, t, pre, tgt):
         grads, (out, per) = torch.func.grad(loss, has_aux=True)(dict(zip(names, params)), pre, tgt)
         with torch.no_grad():
-            t.add_(1); step_size, bc2_sqrt = lr / (1 - b1 ** t), (1 - b2 ** t).sqrt()
+            t.add_(1); step_size, bc2_sqrt = (lr / (1 - b1 ** t)).to(dt), (1 - b2 ** t).sqrt().to(dt)  # in float64, as torch's
             for p, m, v, n in zip(params, avg, avg_sq, names):  # traced once: one fused update in the graph, no Python loop per step
                 g = grads[n]; m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 p.sub_(step_size * m / (v.sqrt() / bc2_sqrt).add_(eps))

@@ -93,7 +93,7 @@ _PLAIN = False  # set by `plain_ops`
 
 @contextmanager
 def plain_ops():
-    "Inside: `sine_linear` and `stacked_head` run as plain operations instead of their fused autograd nodes (for `torch.func` transforms)."
+    "Inside: `sine_linear` and `stacked_head` run as plain operations instead of their fused autograd nodes (for `torch.func` transforms; process-wide, not per thread)."
     global _PLAIN
     old, _PLAIN = _PLAIN, True
     try: yield

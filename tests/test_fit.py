@@ -98,3 +98,23 @@ def test_sweep_shapes_and_baselines():
     assert sw['configs'] == [f'{m}@{d}' for d, m in canonical_configs(L)]
     assert sw['psnr'].shape == (len(sw['configs']), cfg.transfer.steps // cfg.transfer.log_every + 1, 2, 1)
     assert int(sw['step'][-1]) == cfg.transfer.steps
+
+def test_train_step_is_adam_in_float32_and_leaves_frozen_parameters():
+    "`train_step` (eager) follows `adam` in float32 within rounding, at depth L (heads only) and with a frozen bias, which it leaves untouched."
+    from cohort_inrs.fit import train_step, stack_loss, adam
+    g = torch.Generator().manual_seed(0)
+    cnet = CohortINR('siren', 4, 3, 16, 3, 30.); xy = torch.rand(50, 2, generator=g); tgt = torch.rand(2, 50, 3, generator=g) * 2 - 1
+    for depth, freeze_bias in [(3, False), (1, True)]:
+        ref, new = [StackedINR.from_cohort(cnet, depth, 'reinit' if depth < 3 else 'transfer', seeds=[0, 1], out_channels=3) for _ in range(2)]
+        for st in (ref, new): st.head_b.requires_grad_(not freeze_bias)
+        b0 = new.head_b.detach().clone()
+        opt, step = adam([q for q in ref.parameters() if q.requires_grad], 1e-3), train_step(new, 1e-3, compile=False)
+        pre = ref.prefix(xy)
+        for _ in range(50):
+            out, per = stack_loss(ref, pre, tgt); opt.zero_grad(); per.sum().backward(); opt.step()
+            step(pre, tgt)
+        for a, b in zip(ref.parameters(), new.parameters()): torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        if freeze_bias: assert torch.equal(new.head_b, b0)
+        else: assert not torch.equal(new.head_b, b0)
+    for q in new.parameters(): q.requires_grad_(False)
+    with pytest.raises(ValueError, match='nothing to train'): train_step(new, 1e-3)
