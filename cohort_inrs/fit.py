@@ -361,9 +361,9 @@ def fit_single(net:CohortINR, # a one-signal INR (trained in place)
 
 # %% ../nbs/03_fit.ipynb #1ba2ee44
 class _Tail(torch.nn.Module):
-    "A stack's trainable part as a module, so that `torch.func.functional_call` can run `stack.tail`."
+    "`stack_loss` of a stack as a module's forward, so that `torch.func.functional_call` can run it with given parameters."
     def __init__(self, stack): super().__init__(); self.stack = stack
-    def forward(self, pre): return self.stack.tail(pre)
+    def forward(self, pre, tgt): return stack_loss(self.stack, pre, tgt)
 
 def train_step(stack, # a `StackedINR` or `DepthStack` (its parameters are updated in place)
                lr:float, # Adam learning rate
@@ -379,8 +379,7 @@ def train_step(stack, # a `StackedINR` or `DepthStack` (its parameters are updat
     t = torch.zeros(1, dtype=torch.float64, device=params[0].device)
     (b1, b2), dt = betas, params[0].dtype
     def loss(p, pre, tgt):
-        out = torch.func.functional_call(tail, p, (pre,))
-        per = ((out - tgt)**2).flatten(1).mean(1)
+        out, per = torch.func.functional_call(tail, p, (pre, tgt))
         return per.sum(), (out.detach(), per.detach())
     def step(params, avg, avg_sq, t, pre, tgt):
         grads, (out, per) = torch.func.grad(loss, has_aux=True)(dict(zip(names, params)), pre, tgt)
