@@ -59,7 +59,7 @@ JOBS = [
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True)}, _outs('freeze_sweep')),
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
     # where C2 holds: the protocol over width x resolution; the cpu grid (2 x 2, 2 images per new cell) is smaller than the paper's to fit the time budget
-    Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,64', resolutions='24,48', n_images=2),
+    Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,64', resolutions='24,48', n_images=2, workers=2),
                                                        'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
     Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3')}, _outs('sae_quality')),  # cpu: 3 depths fit the time budget
     Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {}, _outs('atom_gallery')),
