@@ -4,10 +4,13 @@
 
 # %% ../nbs/00b_distributed.ipynb #ccd9e187
 from __future__ import annotations
-import os, re, gc, datetime, logging
+import os, re, gc, datetime, logging, multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 from .config import resolve_device
 from .store import cached, atomic_path, file_lock, save_tensors, load_tensors
 
@@ -16,7 +19,7 @@ log = logging.getLogger('cohort_inrs')
 # %% auto #0
 __all__ = ['log', 'launched_distributed', 'is_distributed', 'rank', 'world_size', 'is_main', 'init_distributed', 'barrier',
            'shutdown', 'broadcast_object', 'shard_bounds', 'parse_shard', 'cached_collective', 'cached_by_main',
-           'part_path', 'complete_parts', 'merge_parts', 'sharded_cached']
+           'part_path', 'complete_parts', 'merge_parts', 'sharded_cached', 'parallel_map']
 
 # %% ../nbs/00b_distributed.ipynb #52a2cd8c
 def launched_distributed():
@@ -169,3 +172,33 @@ def sharded_cached(path, # the artifact
     if all(part_path(path, j, n).exists() for j in range(n)): return merge_parts(path, n, merge, overwrite=force)
     log.info(f"wrote part {i + 1} of {n} of {path.name}; the artifact is merged when all parts exist")
     return None
+
+# %% ../nbs/00b_distributed.ipynb #f4cf9fb4
+def _one_thread_call(fn, args:tuple, kw:dict): # a function, its positional and its keyword arguments
+    "`fn(*args, **kw)` on one torch thread: what a worker process of `parallel_map` runs."
+    torch.set_num_threads(1)
+    return fn(*args, **kw)
+
+def parallel_map(fn, # an importable function (workers import it by name)
+                 calls, # one tuple of positional arguments per call
+                 workers:int=2, # processes at once, one torch thread each; 1 = the calls one after the other here
+                 kw:dict|None=None, # keyword arguments of every call
+                 cost=None, # a number per call, the larger ones start first (the pool does not end on a large call alone); None = in order
+                 desc:str='', # progress bar label; empty = no bar
+                 device='cpu'): # where the calls compute: on a GPU they run here, one after the other
+    "`[fn(*c, **kw) for c in calls]`, by `workers` spawned processes on one torch thread each when computing on a CPU."
+    calls, kw = [tuple(c) for c in calls], dict(kw or {})
+    bar = dict(total=len(calls), desc=desc, disable=not desc, leave=False)
+    if workers <= 1 or len(calls) < 2 or resolve_device(device).type != 'cpu':
+        return [fn(*c, **kw) for c in tqdm(calls, **bar)]  # a loop over independent builds, each batched inside
+    order = sorted(range(len(calls)), key=lambda i: -cost[i]) if cost is not None else range(len(calls))
+    out = [None] * len(calls)
+    try:
+        with ProcessPoolExecutor(min(workers, len(calls)), mp_context=multiprocessing.get_context('spawn')) as pool:
+            jobs = {pool.submit(_one_thread_call, fn, calls[i], kw): i for i in order}
+            for job in tqdm(as_completed(jobs), **bar): out[jobs[job]] = job.result()
+    except BrokenProcessPool as e:
+        raise RuntimeError(f"parallel_map({getattr(fn, '__name__', fn)}): a worker process died or could not start. Workers are "
+                           "spawned and import the main module, so a script must make this call (or the call that leads to it) "
+                           "under `if __name__ == '__main__':`; or pass workers=1.") from e
+    return out

@@ -15,7 +15,7 @@ from .store import artifact_path, cached, save_tensors, load_tensors, atomic_pat
 from .data import load_cohort, coord_grid
 from .models import CohortINR, StackedINR, DepthStack, save_inr, load_inr, canonical_configs, plain_ops
 from .distributed import (rank, world_size, is_main, broadcast_object, init_distributed,
-                                     cached_collective, sharded_cached, shard_bounds)
+                                     cached_collective, sharded_cached, shard_bounds, parallel_map)
 
 log = logging.getLogger('cohort_inrs')
 
@@ -510,12 +510,25 @@ def rule_depth(d_star:int, # argmax of the stable rank over layers 1..L
     return int(d_star) if reading == 'through' else int(d_star) - 1
 
 # %% ../nbs/03_fit.ipynb #652f9087
+def _rate_fit(net, coh, # the cohort INR and its cohort
+              configs:list, # `(depth, mode)` of each recipe
+              images:tuple, # `(start, stop)` of the validation test images
+              tc, # the `TransferConfig`
+              lr:float, # the rate
+              compile:bool): # compile the fits' loss
+    "One rate of `lr_sweep`: every recipe fitted on the validation images at `lr`; PSNR curves `(recipes, T, V)` and the logged steps."
+    (a, b), tg = images, coh.targets('test')[images[0]:images[1]]
+    st = DepthStack([StackedINR.from_cohort(net, d, mode, seeds=[0] * (b - a), out_channels=coh.channels) for d, mode in configs])
+    res = fit_stack(st, coh.coords(), tg.repeat(len(configs), 1, 1), tc.steps, lr, tc.log_every, compile=compile)
+    return -10 * torch.log10(res['mse']).unflatten(1, (len(configs), b - a)).transpose(0, 1), res['step']
+
 def lr_sweep(cfg:Config, # the experiment (its `transfer` section: steps, lr_grid, n_images)
              backbone:str, # `siren` or `ffmlp`
              spec:str, # cohort spec
              d_star:int, # the rule's freeze depth (`spectra.recommend_freeze_depth`), fitted in `reinit` mode
              force:bool=False, # recompute even when cached
-             progress:bool=True): # show a progress bar
+             progress:bool=True, # show a progress bar
+             workers:int=1): # processes fitting rates at once, one torch thread each (on a CPU; see `distributed.parallel_map`)
     "The cached test-time learning-rate sweep: `{'lr': (R,), 'psnr': (R, 3, T, V), 'step', 'configs', 'best_lr'}` on the validation images."
     net, _, coh = cohort_model(cfg, backbone, spec, progress=progress)
     tc = cfg.transfer; a, b = min(tc.n_images, coh.n_test), coh.n_test
@@ -525,15 +538,12 @@ def lr_sweep(cfg:Config, # the experiment (its `transfer` section: steps, lr_gri
     tr = {k: v for k, v in to_dict(tc).items() if k not in ('lr_siren', 'lr_ffmlp')}  # the profile's chosen rate does not change the sweep
     key = {'kind': 'lr_sweep', 'cohort': cohort_key(cfg, backbone, spec), 'transfer': tr, 'd_star': int(d_star)}
     def build(tmp):
-        tg = coh.targets('test')[a:b]; curves = []
         with torch_threads(cfg.threads):
-            # a loop over rates: Adam's learning rate is one number per optimiser, so rates cannot share a stack; the recipes do
-            for lr in tqdm(tc.lr_grid, desc=f'{backbone} lr sweep', disable=not progress, leave=False):
-                st = DepthStack([StackedINR.from_cohort(net, d, mode, seeds=[0] * (b - a), out_channels=coh.channels) for d, mode in configs])
-                res = fit_stack(st, coh.coords(), tg.repeat(len(configs), 1, 1), tc.steps, lr, tc.log_every, compile=cfg.compile)
-                curves.append(-10 * torch.log10(res['mse']).unflatten(1, (len(configs), b - a)).transpose(0, 1))  # (3, T, V)
-        psnr_ = torch.stack(curves)  # (R, 3, T, V)
-        save_tensors(tmp, {'lr': torch.tensor(tc.lr_grid, dtype=torch.float64), 'psnr': psnr_, 'step': res['step']},
+            # one call per rate: Adam's learning rate is one number per optimiser, so rates cannot share a stack; the recipes do
+            fits = parallel_map(_rate_fit, [(net, coh, configs, (a, b), tc, lr, cfg.compile) for lr in tc.lr_grid], workers,
+                                desc=f'{backbone} lr sweep' if progress else '', device=cfg.device)
+        psnr_ = torch.stack([c for c, _ in fits])  # (R, 3, T, V)
+        save_tensors(tmp, {'lr': torch.tensor(tc.lr_grid, dtype=torch.float64), 'psnr': psnr_, 'step': fits[0][1]},
                      {'key': key, 'configs': [f'{m}@{d}' for d, m in configs], 'val_names': [str(n) for n in coh.test_names[a:b]]})
     path = cached(artifact_path('lr_sweep', key), build, force=force)
     t, meta = load_tensors(path)

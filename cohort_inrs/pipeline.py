@@ -52,8 +52,10 @@ def _outs(name): return (f'{name}.png', f'{name}.json')
 
 JOBS = [
     Job('cohorts', 'nbs/figures/cohorts.ipynb', {'cpu': dict(cohorts='mni152@48,mni152cor@48,lfw@25,digits@8')}, _outs('cohorts')),
-    Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {}, _outs('cohort_fit')),  # C3
-    Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
+    # cpu: workers=2 trains independent eager builds (cohort INRs, rates, SAEs) two at a time on one thread each, ~1.2x, the
+    # same numbers bit for bit (distributed.parallel_map); the compiled sweeps gain nothing that way and stay on two threads
+    Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {'cpu': dict(workers=2)}, _outs('cohort_fit')),  # C3
+    Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {'cpu': dict(workers=2)}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
     # C1. cpu: the 4 sweeps run compiled, 1.4-1.5x (SIREN) and 1.16-1.19x (FFMLP) per step for 6-26 s of compiling (README, Benchmarks)
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True)}, _outs('freeze_sweep')),
@@ -61,10 +63,10 @@ JOBS = [
     # where C2 holds: the protocol over width x resolution; the cpu grid (2 x 2, 2 images per new cell) is smaller than the paper's to fit the time budget
     Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,64', resolutions='24,48', n_images=2, workers=2),
                                                        'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
-    Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3')}, _outs('sae_quality')),  # cpu: 3 depths fit the time budget
-    Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {}, _outs('atom_gallery')),
+    Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3', workers=2)}, _outs('sae_quality')),  # cpu: 3 depths fit the time budget
+    Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {'cpu': dict(workers=2)}, _outs('atom_gallery')),
     # C4, C5. cross_seed=1 retrains the second cohort from another seed, so cross-cohort atom matches cannot come from a shared init
-    Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
+    Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1, workers=2), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
     Job('ablation', 'nbs/figures/ablation.ipynb', {}, _outs('ablation')),  # C6
     # the atom atlas (web pages); after atom_localisation and ablation, whose cached artifacts it reads, and with the same cross_seed
     Job('atlas', 'nbs/figures/atlas.ipynb', {'cpu': dict(cross_seed=1), 'paper': dict(cross_seed=1)}, ('atlas/index.html', 'atlas.json')),

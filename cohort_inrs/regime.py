@@ -4,12 +4,10 @@
 
 # %% ../nbs/03a_regime.ipynb #bb0987e2
 from __future__ import annotations
-import re, multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+import re
 import torch
-from tqdm.auto import tqdm
-from .config import Config, override, params_per_value, resolve_device
+from .config import Config, override, params_per_value
+from .distributed import parallel_map
 from .fit import cohort_model, freeze_sweep, config_name, rule_depth, READINGS
 from .spectra import recommend_freeze_depth
 
@@ -70,11 +68,6 @@ def regime_cell(cfg:Config, # the experiment
 
 
 # %% ../nbs/03a_regime.ipynb #095801c2
-def _cell_on_one_thread(args:tuple): # `regime_cell`'s positional arguments
-    "`regime_cell` in a worker process of `regime_map`, on one torch thread."
-    torch.set_num_threads(1)
-    return regime_cell(*args)
-
 def regime_map(cfg:Config, # the experiment
                backbone:str, # `siren` or `ffmlp`
                spec:str, # cohort spec
@@ -86,22 +79,9 @@ def regime_map(cfg:Config, # the experiment
                workers:int=1): # processes fitting cells at once, one torch thread each (on a CPU; 1 = one cell at a time here)
     "`regime_cell` for every (width, resolution), in row-major order."
     cells = [(w, r) for w in widths for r in resolutions]
-    args = [(cfg, backbone, spec, w, r, force, False, n_images) for w, r in cells]
-    bar = dict(total=len(cells), desc=f'{backbone} regime map', disable=not progress, leave=False)
-    if workers <= 1 or len(cells) < 2 or resolve_device(cfg.device).type != 'cpu':
-        return [regime_cell(*a) for a in tqdm(args, **bar)]  # a loop over cells: see above
-    out = [None] * len(cells)
-    # the largest cells first (width^2 x pixels per step), so that the pool does not end with a large cell running alone
-    order = sorted(range(len(cells)), key=lambda i: -(cells[i][0] * cells[i][1]) ** 2)
-    try:
-        with ProcessPoolExecutor(min(workers, len(cells)), mp_context=multiprocessing.get_context('spawn')) as pool:
-            jobs = {pool.submit(_cell_on_one_thread, args[i]): i for i in order}
-            for job in tqdm(as_completed(jobs), **bar): out[jobs[job]] = job.result()
-    except BrokenProcessPool as e:
-        raise RuntimeError("regime_map: a worker process died or could not start. Worker processes are spawned and import "
-                           "the main module, so a script must call regime_map(workers > 1) under `if __name__ == '__main__':`; "
-                           "or pass workers=1.") from e
-    return out
+    return parallel_map(regime_cell, [(cfg, backbone, spec, w, r, force, False, n_images) for w, r in cells], workers,
+                        cost=[(w * r) ** 2 for w, r in cells],  # per step: width^2 x pixels
+                        desc=f'{backbone} regime map' if progress else '', device=cfg.device)
 
 # %% ../nbs/03a_regime.ipynb #5aac6b47
 def regime_answer(cells:list, # from `regime_map` (any backbones)

@@ -25,5 +25,5 @@ def test_workers_from_an_unguarded_script_fail_with_a_clear_error(tmp_path):
     """))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
-    assert "RuntimeError: regime_map: a worker process died or could not start" in r.stderr
+    assert "RuntimeError: parallel_map(regime_cell): a worker process died or could not start" in r.stderr
     assert "if __name__ == '__main__':" in r.stderr
