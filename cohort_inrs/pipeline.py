@@ -52,8 +52,8 @@ def _outs(name): return (f'{name}.png', f'{name}.json')
 
 JOBS = [
     Job('cohorts', 'nbs/figures/cohorts.ipynb', {'cpu': dict(cohorts='mni152@48,mni152cor@48,lfw@25,digits@8')}, _outs('cohorts')),
-    # cpu: workers=2 trains independent eager builds (cohort INRs, rates, SAEs) two at a time on one thread each, ~1.2x, the
-    # same numbers bit for bit (distributed.parallel_map); the compiled sweeps gain nothing that way and stay on two threads
+    # cpu: workers=2 trains independent eager builds (cohort INRs, rates, SAEs) two at a time on one thread each, 1.2-1.7x,
+    # the same numbers bit for bit (distributed.parallel_map); the compiled sweeps gain nothing that way and stay on two threads
     Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {'cpu': dict(workers=2)}, _outs('cohort_fit')),  # C3
     Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {'cpu': dict(workers=2)}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
     Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
