@@ -13,7 +13,7 @@ def _same_module(a, b): # two modules
 
 
 def test_cohort_inrs_and_saes_built_in_workers_equal_those_built_here(tmp_path, monkeypatch):
-    "Two SAEs (and the two cohort INRs under them) built by two one-thread workers equal the ones built here on the default threads."
+    "Two SAEs (and the two cohort INRs under them) built by two one-thread spawned workers equal the ones built again in this process."
     cfg, calls = get_config('smoke'), [('siren', 'digits@8', 1), ('ffmlp', 'digits@8', 2)]
     monkeypatch.setenv('COHORT_INRS_CACHE', str(tmp_path/'pooled'))
     pooled = parallel_map(sae_model, [(cfg, *c) for c in calls], workers=2, kw=dict(progress=False))
