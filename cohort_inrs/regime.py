@@ -69,7 +69,7 @@ def regime_cell(cfg:Config, # the experiment
 
 # %% ../nbs/03a_regime.ipynb #095801c2
 def regime_map(cfg:Config, # the experiment
-               backbone:str, # `siren` or `ffmlp`
+               backbones, # `siren`, `ffmlp`, or a sequence of them (their cells share one pool of workers)
                spec:str, # cohort spec
                widths, # network widths (rows of the map)
                resolutions, # image sides (columns)
@@ -77,11 +77,12 @@ def regime_map(cfg:Config, # the experiment
                progress:bool=True, # progress bar over cells
                n_images:int=0, # held-out images each cell fits; 0 = the profile's
                workers:int=1): # processes fitting cells at once, one torch thread each (on a CPU; 1 = one cell at a time here)
-    "`regime_cell` for every (width, resolution), in row-major order."
-    cells = [(w, r) for w in widths for r in resolutions]
-    return parallel_map(regime_cell, [(cfg, backbone, spec, w, r, force, False, n_images) for w, r in cells], workers,
-                        cost=[(w * r) ** 2 for w, r in cells],  # per step: width^2 x pixels
-                        desc=f'{backbone} regime map' if progress else '', device=cfg.device)
+    "`regime_cell` for every backbone and (width, resolution): one list, backbone by backbone, each in row-major order."
+    bbs = [backbones] if isinstance(backbones, str) else list(backbones)
+    cells = [(b, w, r) for b in bbs for w in widths for r in resolutions]
+    return parallel_map(regime_cell, [(cfg, b, spec, w, r, force, False, n_images) for b, w, r in cells], workers,
+                        cost=[(w * r) ** 2 for _, w, r in cells],  # per step: width^2 x pixels
+                        desc=f'{"+".join(bbs)} regime map' if progress else '', device=cfg.device)
 
 # %% ../nbs/03a_regime.ipynb #5aac6b47
 def regime_answer(cells:list, # from `regime_map` (any backbones)

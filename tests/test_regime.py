@@ -5,13 +5,13 @@ from cohort_inrs.regime import regime_map
 
 
 def test_workers_give_the_cells_of_one_process_bit_for_bit(tmp_path, monkeypatch):
-    "Cells fitted in two spawned worker processes equal the cells fitted here, in the same order (each run from an empty cache)."
-    cfg = get_config('smoke')
-    pooled = regime_map(cfg, 'ffmlp', 'digits@8', widths=(16, 24), resolutions=(6,), progress=False, workers=2)
+    "Cells of two backbones fitted in one pool of two spawned workers equal the cells fitted here, in the same order (each run from an empty cache)."
+    cfg, bbs = get_config('smoke'), ('ffmlp', 'siren')
+    pooled = regime_map(cfg, bbs, 'digits@8', widths=(16, 24), resolutions=(6,), progress=False, workers=2)
     monkeypatch.setenv('COHORT_INRS_CACHE', str(tmp_path/'second_cache'))  # cohort INRs and sweeps trained again, here
-    here = regime_map(cfg, 'ffmlp', 'digits@8', widths=(16, 24), resolutions=(6,), progress=False)
-    assert len(list((tmp_path/'second_cache').rglob('*.safetensors'))) == 4  # two cohort INRs and two sweeps, trained here
-    assert [(c['width'], c['resolution']) for c in pooled] == [(16, 6), (24, 6)]
+    here = regime_map(cfg, bbs, 'digits@8', widths=(16, 24), resolutions=(6,), progress=False)
+    assert len(list((tmp_path/'second_cache').rglob('*.safetensors'))) == 8  # four cohort INRs and four sweeps, trained here
+    assert [(c['backbone'], c['width'], c['resolution']) for c in pooled] == [(b, w, 6) for b in bbs for w in (16, 24)]
     assert json.dumps(pooled) == json.dumps(here)  # every float, bit for bit
 
 
