@@ -16,9 +16,10 @@ from .launch import need
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'source_root', 'Job', 'jobs_for', 'select_params',
-           'kernel_config', 'JobStatus', 'job_status', 'run_job', 'describe', 'failures', 'regenerate',
-           'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'measure_claim', 'claims_report']
+__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'HEADLINES', 'source_root', 'Job', 'jobs_for', 'select_params',
+           'kernel_config', 'JobStatus', 'job_status', 'clean_executed', 'run_job', 'describe', 'failures',
+           'regenerate', 'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'headline',
+           'measure_claim', 'summary_table', 'details', 'claims_report', 'results_markdown', 'check_results']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -180,12 +181,25 @@ def _missing_outputs(out:Path, outputs, since:float):
         elif p.stat().st_mtime < since - 2: miss.append(f'{o} (stale: not rewritten by this run)')
     return miss
 
+# %% ../nbs/08_pipeline.ipynb #f6833cf6
+def clean_executed(path, # an executed notebook, rewritten in place
+                   keep_stderr:bool=False): # keep stderr streams (progress bars, warnings: timings that change every run)
+    "Strip an executed notebook of what changes from run to run: papermill's timings, execution counts, stderr."
+    nbformat = need('nbformat', 'dev'); from nbdev.clean import clean_nb
+    nb = nbformat.read(str(path), as_version=4)
+    for c in nb.cells:
+        c.get('metadata', {}).pop('papermill', None); c.get('metadata', {}).pop('execution', None)
+        if c.cell_type == 'code' and not keep_stderr: c.outputs = [o for o in c.outputs if o.get('name') != 'stderr']
+    clean_nb(nb, allowed_cell_metadata_keys=['tags'])  # nbdev's own cleaner, with the papermill tags kept
+    nbformat.write(nb, str(path))
+    return Path(path)
+
 # %% ../nbs/08_pipeline.ipynb #7fb5978b
 def run_job(job:Job, # the job to run
             profile:str='cpu', # profile name, passed as the `profile` parameter
             device:str='auto', # `auto`, `cpu` or `cuda`, passed as the `device` parameter
             out_root=None, # figures folder; default `figures/<profile>/` under the repository root
-            runs_root=None, # folder of executed notebooks; default `runs/<profile>/`
+            runs_root=None, # folder of executed notebooks; default `<figures>/notebooks/`
             extra_params:dict|None=None, # more parameters; a warning for those the notebook lacks
             optional_params:dict|None=None, # parameters passed only to notebooks declaring them (`cohorts`, `force`)
             timeout:float|None=None, # per-cell timeout in seconds; None = no limit
@@ -193,7 +207,7 @@ def run_job(job:Job, # the job to run
             progress:bool=False): # show a bar of the notebook's cells with its latest output line (see `job_status`)
     "Execute `job`'s notebook with papermill; returns a result dict (`status` ok/failed/skipped), never raises for the notebook."
     nb, out = job.path(), figure_dir(profile, out_root)
-    runs = Path(runs_root) if runs_root else repo_root()/'runs'/profile
+    runs = Path(runs_root) if runs_root else out/'notebooks'
     if not nb.exists():
         return _result(job, nb, profile, out, status='skipped', message=f"{job.name}: skipped, {_rel(nb)} does not exist yet "
                        f"(add the notebook, or leave the job out with --only).")
@@ -216,7 +230,8 @@ def run_job(job:Job, # the job to run
     wall = round(time.perf_counter() - t0, 2)
     res = _result(job, nb, profile, out, wall_time_s=wall, params=passed, ignored_params=ignored, warnings=warns,
                   executed=str(executed) if executed.exists() else None, error=error)
-    if error: return res | dict(message=describe(res | dict(error=error)))
+    if error: return res | dict(message=describe(res | dict(error=error)))  # kept as papermill wrote it: every detail of the failure
+    clean_executed(executed)
     miss = _missing_outputs(out, job.outputs, start)
     if miss: return res | dict(missing_outputs=miss, message=f"{job.name}: ran, but expected outputs are missing: {', '.join(miss)}; see {_rel(executed)}")
     return res | dict(status='ok', ok=True, message=f"{job.name}: ok in {wall:.1f} s")
@@ -302,7 +317,7 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
                out_dir=None, # figures folder; default `figures/<profile>/`
                cluster:str|None=None, # submitit cluster: None (auto), `slurm`, `local` or `debug`
                table=None, # job table; default `JOBS`
-               runs_dir=None, # executed notebooks; default `runs/<profile>/`
+               runs_dir=None, # executed notebooks; default `<figures>/notebooks/`
                timeout:float|None=None, # per-cell timeout in seconds
                submitit_params:dict|None=None, # extra `update_parameters` for submitit
                report:bool=True, # write the manifest and the claims report afterwards
@@ -313,7 +328,7 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
     if executor not in ('local', 'submitit'): raise ValueError(f"Unknown executor {executor!r}; use 'local' or 'submitit'.")
     if table is None and progress: _log.info(cost_message(get_config(profile, **parse_overrides(sets)), device))
     need('papermill', 'dev')
-    out = figure_dir(profile, out_dir); runs = Path(runs_dir) if runs_dir else repo_root()/'runs'/profile
+    out = figure_dir(profile, out_dir); runs = Path(runs_dir) if runs_dir else out/'notebooks'
     opt = {'force': bool(force)}
     if cohorts: opt['cohorts'] = ','.join(s.strip() for s in cohorts.split(',') if s.strip())
     if sets:
@@ -329,7 +344,7 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
         res = {i: _safe_run(kw) for i, kw in enumerate(kws) if i not in todo}
         for r in res.values(): _finish(r, bar)
         run = [kws[i] for i in todo]
-        done = _run_local(run, jobs, bar) if executor == 'local' else _run_submitit(run, runs/'submitit', cluster, jobs, submitit_params, bar)
+        done = _run_local(run, jobs, bar) if executor == 'local' else _run_submitit(run, (Path(runs_dir) if runs_dir else repo_root()/'runs'/profile)/'submitit', cluster, jobs, submitit_params, bar)
         res.update(zip(todo, done))
     results = [res[i] for i in range(len(kws))]
     if report: write_manifest(profile, results, out); claims_report(profile, out)
@@ -463,6 +478,47 @@ CLAIMS = [
                 'over the whole image, while a SIREN ablation stays where the atom fires.', 'ablation.json'),
 ]
 
+# %% ../nbs/08_pipeline.ipynb #9b84a29c
+def _frac(parts:dict|None): # a claim's parts: name -> `holds` / `fails` / `cannot tell`
+    "`'k of n'` parts that hold."
+    return f"{sum(s == 'holds' for s in parts.values())} of {len(parts)}" if parts else '?'
+
+def _headline_c1(v):
+    pairs = {k: p for k, p in v['values'].items() if isinstance(p, dict) and 'readout_by_depth' in p}
+    gap = max(max(p['readout_by_depth'][1:]) - p['readout_by_depth'][p['d_star']] for p in pairs.values())
+    return f"d* as good as the best depth in {_frac(v.get('parts'))} pairs; largest shortfall {gap:.2f} dB"
+
+def _headline_c2(v):
+    d = [p['diff'] for k, p in v['values'].items() if k.endswith('/through')]
+    return f"freeze 1..d* minus fine-tune: mean {sum(d)/len(d):+.2f} dB, worst {min(d):+.2f} dB ({len(d)} pairs)"
+
+def _headline_c3(v):
+    d = v['values']['siren_minus_ffmlp']
+    return 'cohort PSNR SIREN minus FFMLP: ' + ' / '.join(f'{x:+.1f} dB' for x in d.values())
+
+def _headline_c4(v):
+    rg = [m['rg'] for m in v['values']['localisation_medians'].values()]
+    return 'median radius of gyration SIREN ' + ' / '.join(f'{r[0]:.2f}' for r in rg) + ' vs FFMLP ' + ' / '.join(f'{r[1]:.2f}' for r in rg)
+
+def _headline_c5(v):
+    g = [t['real']['median'] for k, t in v['controls'].items() if k.startswith('contours') and '/ffmlp/' in k]
+    return f"FFMLP contour gain over null edges: median {min(g):+.3f} to {max(g):+.3f} (spanning: {v['parts'].get('spanning', '?')})"
+
+def _headline_c6(v):
+    return f"largest single-atom FFMLP drop {v['values']['max_drop_A']['ffmlp']:.1f} dB"
+
+HEADLINES = dict(  # claim id -> (this run's deciding number, from the claim's sidecar entry; the study's number or words)
+    C1=(_headline_c1, 'd* is the best depth in every experiment'), C2=(_headline_c2, '>= 0 dB in every experiment'),
+    C3=(_headline_c3, 'comparable (no number given)'), C4=(_headline_c4, 'localised (no number given)'),
+    C5=(_headline_c5, 'trace the contours (no number given)'), C6=(_headline_c6, 'up to 10.6 dB'))
+
+def headline(cid:str, # claim id
+             v:dict|None): # the claim's entry in its sidecar (`numbers.<id>`)
+    "`(deciding number, the study's number)` for a claim; an empty number when the sidecar has another shape."
+    fn, study = HEADLINES.get(cid, (None, ''))
+    try: return (fn(v) if fn and isinstance(v, dict) else ''), study
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError): return '', study
+
 # %% ../nbs/08_pipeline.ipynb #472ce1ca
 def _dig(d, path:str):
     "`d['a']['b']` for `path='a.b'`; None when any step is missing."
@@ -475,7 +531,9 @@ def measure_claim(c:Claim, # the claim
                   fig_dir): # folder holding the sidecars
     "The row of the claims report for `c`, read from its sidecar."
     f = Path(fig_dir)/c.sidecar
-    row = dict(id=c.id, statement=c.statement, figure=c.figure, source=f'{c.sidecar}: {c.path}', verdict='not measured', measured='', values=None)
+    row = dict(id=c.id, statement=c.statement, figure=c.figure, source=f'{c.sidecar}: {c.path}', verdict='not measured', measured='', values=None,
+               headline='', study=headline(c.id, None)[1],
+               figure_file=next((n for n in (f'{c.figure}.png', f'{c.figure}.md') if (Path(fig_dir)/n).exists()), f'{c.figure}.png'))  # a table has no .png
     if not f.exists(): return row | dict(measured=f'not measured (figure {c.figure} not generated)')
     try: side = load_json(f)
     except ValueError as e: return row | dict(measured=f'not measured ({c.sidecar} is not valid JSON: {e})')
@@ -484,7 +542,8 @@ def measure_claim(c:Claim, # the claim
         why = f'{c.sidecar} has no {c.path}' if v is None else f"{c.sidecar}: {c.path} needs a verdict in {VERDICTS}, got {v.get('verdict') if isinstance(v, dict) else v!r}"
         return row | dict(measured=f'not measured ({why})')
     return row | dict(verdict=v['verdict'], measured=str(v.get('measured', '')), values=v.get('values'),
-                      parts=v.get('parts'), by_reading=v.get('by_reading'), git=side.get('git'), params=side.get('params'))
+                      parts=v.get('parts'), by_reading=v.get('by_reading'), git=side.get('git'), params=side.get('params'),
+                      headline=headline(c.id, v)[0])
 
 # %% ../nbs/08_pipeline.ipynb #974ad7a9
 def _cell(s): return str(s).replace('|', '\\|').replace('\n', ' ')
@@ -496,6 +555,21 @@ def _checks(r): # a row of `measure_claim`
     if r.get('by_reading'): bits.append('rule read ' + ', '.join(f'`{k}`: {s}' for k, s in r['by_reading'].items()))
     return ' / '.join(bits) or 'no controls'
 
+def summary_table(rows:list, # rows of `measure_claim` (or `claims.json`'s `claims`)
+                  link:str=''): # prefix of the links to figures and notebooks, relative to where the table is shown
+    "The one-line-per-claim table: verdict, deciding number, the study's number, figure and notebook links."
+    md = ["| claim | verdict | this run (the deciding number) | the study | figure | notebook |", '|---|---|---|---|---|---|']
+    for r in rows:
+        fig = f"[{r['figure']}]({link}{r.get('figure_file') or r['figure'] + '.png'})"
+        md.append(f"| {r['id']} | **{r['verdict']}** | {_cell(r.get('headline') or '-')} | {_cell(r.get('study') or '-')} | {fig} | "
+                  f"[{r['figure']}.ipynb]({link}notebooks/{r['figure']}.ipynb) |")
+    return '\n'.join(md)
+
+def details(r:dict): # a row of `measure_claim`
+    "A claim's section of the report: its statement, each measured part on its own line, its controls and its source."
+    bits = [b.strip() for b in re.split(r';\s+(?![^(]*\))(?![^\[]*\])(?!\d)', str(r['measured'])) if b.strip()]  # a line per '; ' outside brackets, unless a number follows
+    return '\n'.join([f"### {r['id']}: {r['verdict']}", '', f"> {r['statement']}", '', '**Measured**', '', *(f'- {b}' for b in bits), '',
+                      f"**Parts and readings:** {_checks(r)}", '', f"**Source:** `{r['figure']}` ({r['source']})", ''])
 
 def claims_report(profile:str='cpu', # profile name (for the title and the default folder)
                   fig_dir=None, # folder with the sidecars; default `figures/<profile>/`
@@ -505,16 +579,42 @@ def claims_report(profile:str='cpu', # profile name (for the title and the defau
     rows = [measure_claim(c, out) for c in (CLAIMS if claims is None else claims)]
     counts = {v: sum(r['verdict'] == v for r in rows) for v in (*VERDICTS, 'not measured')}
     md = [f'# Claims report (`{profile}` profile)', '',
-          "Each row is a claim of the study, in the study's words, with the value this artifact measured and the verdict its "
+          '**' + ', '.join(f'{n} {v}' for v, n in counts.items()) + '.** One line per claim; the details follow below.', '',
+          summary_table(rows), '',
+          '## Details', '',
+          "Each section is a claim of the study, in the study's words, with the value this artifact measured and the verdict its "
           "figure notebook computed. Built only from the figures' JSON sidecars in this folder; no number is typed in by hand.", '',
           "Where a claim is tested with controls, each part is `holds` or `fails` only if the test found a planted case of the "
           "effect (positive control) and stayed quiet on a null; otherwise the part reads `cannot tell` and gives no verdict. "
           "Claims about the freeze rule give the verdict under both readings: `through` freezes layers 1..d*, `before` 1..d*-1.", '',
-          "| id | the study's statement | measured | parts (controls) and readings | verdict | source figure |", '|---|---|---|---|---|---|']
-    md += [f"| {r['id']} | {_cell(r['statement'])} | {_cell(r['measured'])} | {_cell(_checks(r))} | **{r['verdict']}** | `{r['figure']}` ({_cell(r['source'])}) |" for r in rows]
+]
+    md += [details(r) for r in rows]
     md += ['', 'Summary: ' + ', '.join(f'{n} {v}' for v, n in counts.items()) + '.', '']
     md = '\n'.join(md)
     data = dict(profile=profile, claims=rows, summary=counts)
     with atomic_path(out/'claims.md') as tmp: Path(tmp).write_text(md)
     save_json(out/'claims.json', data)
     return md, data
+
+# %% ../nbs/08_pipeline.ipynb #f6002f7e
+def results_markdown(fig_dir, # a figures folder holding `claims.json` (from `claims_report`)
+                     link:str='', # the folder as seen from the page that shows the result (for links and images)
+                     figures=('freeze_sweep', 'atom_localisation', 'ablation')): # figures shown inline, when present
+    "The claims summary of a figures folder as markdown: verdict counts, one line per claim, the key figures."
+    fig_dir = Path(fig_dir); f = fig_dir/'claims.json'
+    if not f.exists(): raise FileNotFoundError(f"{f} is missing: run `cohort-inrs regenerate` (or tools/regenerate) to make it.")
+    data = load_json(f)
+    md = ['**' + ', '.join(f'{n} {v}' for v, n in data['summary'].items() if n) + f"** (`{data['profile']}` profile; "
+          f"[claims report]({link}claims.md)).", '', summary_table(data['claims'], link), '']
+    md += [f'![{n}]({link}{n}.png)' for n in figures if (fig_dir/f'{n}.png').exists()]
+    return '\n'.join(md)
+
+def check_results(fig_dir): # a figures folder holding `claims.json`
+    "Assert what holds for any regeneration's claims report (no machine's floats); returns the claims by id."
+    data = load_json(Path(fig_dir)/'claims.json'); rows = {r['id']: r for r in data['claims']}
+    assert set(rows) == {c.id for c in CLAIMS}, sorted(rows)
+    assert all(r['verdict'] in (*VERDICTS, 'not measured') for r in rows.values()), {k: r['verdict'] for k, r in rows.items()}
+    assert sum(data['summary'].values()) == len(rows) and all(data['summary'][v] == sum(r['verdict'] == v for r in rows.values()) for v in data['summary'])
+    for k, r in rows.items():
+        if r['verdict'] != 'not measured': assert r.get('headline') and (Path(fig_dir)/r['figure_file']).exists(), (k, r.get('headline'))
+    return rows

@@ -95,7 +95,8 @@ def test_regenerate_outputs_manifest_and_injection(root):
     side = json.loads((fig/'alpha.json').read_text())
     assert side['params'] == {'profile': 'cpu', 'n': 5, 'device': 'auto'}
     assert rs[0]['params']['out_dir'] == str(fig) and rs[0]['wall_time_s'] > 0
-    assert Path(rs[0]['executed']) == root/'runs'/'cpu'/'alpha.ipynb' and Path(rs[0]['executed']).exists()
+    assert Path(rs[0]['executed']) == fig/'notebooks'/'alpha.ipynb' and Path(rs[0]['executed']).exists()  # beside its figures
+    assert not (root/'runs').exists()  # an --out-dir run writes nothing into the default places
     assert not (root/'nbs'/'figures'/'default_out').exists()  # out_dir was passed, not the default
 
     m = json.loads((fig/'manifest.json').read_text())
@@ -132,7 +133,7 @@ def test_failure_does_not_stop_others(root):
     assert (bad['error']['ename'], bad['error']['evalue'], bad['error']['exec_count']) == ('ValueError', 'kaputt', 3)
     line = describe(bad)
     assert 'nbs/figures/boom.ipynb' in line and 'In [3]' in line and 'ValueError: kaputt' in line
-    assert 'see the executed notebook runs/smoke/boom.ipynb' in line   # relative to the repository root
+    assert 'see the executed notebook figs/notebooks/boom.ipynb' in line   # beside the figures, relative to the repository root
     executed = nbformat.read(bad['executed'], as_version=4)
     assert executed.metadata.papermill['exception']
     m = json.loads((fig/'manifest.json').read_text())
@@ -148,7 +149,7 @@ def test_cli_exit_code_only_and_error_output(root, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert 'boom: FAILED in' in err and 'boom.ipynb' in err and 'RuntimeError: no GPU here' in err and 'In [3]' in err
-    assert 'runs/cpu/boom.ipynb' in err
+    assert 'figs/notebooks/boom.ipynb' in err
     assert 'fine: ok in' in err and '1 ok, 1 failed, 0 skipped' in err
     assert (fig/'fine.png').exists() and not (fig/'other.png').exists()  # --only selected
     assert main(['regenerate', '--profile', 'cpu', '--out-dir', str(fig), '--only', 'fine']) == 0
@@ -259,17 +260,16 @@ def test_claims_report_from_fake_sidecars(tmp_path):
     assert (fig/'claims.md').read_text() == md
     assert json.loads((fig/'claims.json').read_text()) == json.loads(json.dumps(d))
     lines = md.splitlines()
-    assert "| id | the study's statement | measured | parts (controls) and readings | verdict | source figure |" in lines
-    c4 = next(l for l in lines if l.startswith('| C4 '))
-    assert 'localised: holds; content_independent: cannot tell' in c4  # each part's control status, beside the verdict
-    c2 = next(l for l in lines if l.startswith('| C2 '))
-    assert 'rule read `through`: cannot tell, `before`: not reproduced' in c2 and '**cannot tell**' in c2
-    c3 = next(l for l in lines if l.startswith('| C3 '))
-    assert 'SIREN and FFMLP reach comparable cohort-fitting quality.' in c3 and 'SIREN 30.1 +- 0.4 dB' in c3
-    assert '**reproduced**' in c3 and '`cohort_fit`' in c3
-    c1 = next(l for l in lines if l.startswith('| C1 '))
-    assert '\\| 3/4 runs' in c1 and c1.count(' | ') == 5   # a `|` inside a value does not break the table
-    assert 'figure ablation' not in md and 'not valid JSON' in next(l for l in lines if l.startswith('| C6 '))
+    top = {l.split(' | ')[0][2:]: l for l in lines if l.startswith('| C')}  # the one-line-per-claim summary that opens the report
+    assert list(top) == ['C1', 'C2', 'C3', 'C4', 'C5', 'C6'] and lines.index(top['C1']) < lines.index('## Details')
+    assert '**cannot tell**' in top['C2'] and '[cohort_fit.ipynb](notebooks/cohort_fit.ipynb)' in top['C3']
+    assert '| comparable (no number given) |' in top['C3'] and '| - |' in top['C3']  # these sidecars carry no deciding number's fields
+    sec = lambda cid: md[md.index(f'### {cid}:'):].split('\n### ')[0]  # the claim's details section
+    assert 'localised: holds; content_independent: cannot tell' in sec('C4')  # each part's control status, beside the verdict
+    assert 'rule read `through`: cannot tell, `before`: not reproduced' in sec('C2') and sec('C2').startswith('### C2: cannot tell')
+    assert '> SIREN and FFMLP reach comparable cohort-fitting quality.' in sec('C3') and '- SIREN 30.1 +- 0.4 dB, FFMLP 29.8 +- 0.5 dB' in sec('C3')
+    assert '`cohort_fit`' in sec('C3') and '- best d = 2, srank argmax = 4 | 3/4 runs' in sec('C1')  # a `|` is safe outside tables
+    assert 'figure ablation' not in md and 'not valid JSON' in sec('C6')
     assert measure_claim(CLAIMS[1], tmp_path/'empty')['measured'] == 'not measured (figure freeze_vs_finetune not generated)'
     assert measure_claim(CLAIMS[0], tmp_path/'empty')['verdict'] == 'not measured'
 
