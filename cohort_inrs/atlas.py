@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_atlas.ipynb #a162c489
 from __future__ import annotations
-import base64, html, io, json, math, os, re, time, logging
+import base64, hashlib, html, io, json, math, os, re, time, logging
 from importlib import resources
 from pathlib import Path
 import numpy as np
@@ -15,10 +15,12 @@ import matplotlib
 from tqdm.auto import tqdm
 from .config import Config, get_config, override, torch_threads
 from .store import atomic_path
+from .data import parse_spec
 from .fit import to_image
 from .sae import SAE, sae_model, sae_reconstruct
 from .models import CohortINR
-from .atoms import firing_pairs, maps_from_pairs, firing_maps, localisation, summarise, contour_tracing, match_dictionaries, ablation_scan, pair_changes
+from .atoms import (firing_pairs, maps_from_pairs, firing_maps, localisation, summarise, contour_tracing, match_dictionaries, ablation_scan,
+                               pair_changes, lower_median)
 from .plots import figure_dir, git_revision, BACKBONE_LABELS
 
 log = logging.getLogger('cohort_inrs')
@@ -151,8 +153,11 @@ SORTS = [  # (key, label, description, descending by default): the grid's sort o
     ('id', 'atom id', 'index in the dictionary', False)]
 
 def _slug(spec:str): # a cohort spec
-    "A file-name-safe form of a cohort spec (`mni152@64` -> `mni152-64`)."
-    return re.sub(r'[^A-Za-z0-9]+', '-', spec).strip('-').lower() or 'cohort'
+    "A short file-name-safe form of a cohort spec (`mni152@64` -> `mni152-64`); a user cohort's ends in a hash of the whole spec."
+    kind, arg, res = parse_spec(spec); safe = lambda t: re.sub(r'[^A-Za-z0-9]+', '-', t).strip('-').lower()
+    if arg is None: return safe(spec) or 'cohort'  # an embedded cohort: its name says it all
+    tail = safe(arg)[-40:].strip('-')  # the end of the path says most; the hash tells paths apart (case, punctuation, depth)
+    return '-'.join(t for t in (kind, tail, str(res or ''), hashlib.sha1(spec.strip().encode()).hexdigest()[:8]) if t)
 
 def page_name(spec:str, backbone:str, depth:int): # the dictionary
     "File name of a dictionary's atlas page."
@@ -168,18 +173,13 @@ def _median_live(v:torch.Tensor, live:torch.Tensor):
     x = v[live].double(); x = x[~x.isnan()]
     return sig(x.quantile(0.5)) if len(x) else None
 
-def _median_lower(v:torch.Tensor):
-    "Median over the non-NaN entries, the lower middle value (`torch.median`), rounded for JSON (None if there are none): `fig_atom_localisation`'s `med`."
-    x = torch.as_tensor(v).double(); x = x[~x.isnan()]
-    return sig(x.median()) if len(x) else None
-
 def page_summary(L:dict, # `localisation` of every atom (on the images' grid)
                  ct:dict, # `contour_tracing` of the same firing maps
                  drop_max:torch.Tensor): # `(n_atoms,)` each atom's largest PSNR drop
     "The medians a page summarises, each computed as the figure that reports it computes it, rounded for JSON."
     S = summarise(L)  # fig_atom_localisation's `summ`: interpolated medians over live atoms
     out = {k: sig(S[k]['median']) for k in ('area', 'entropy', 'rg', 'components')}
-    out['ct_diff'] = _median_lower(ct['diff'])  # its `ct_rows[...]['diff_median']`: lower median over atoms with a non-constant map
+    out['ct_diff'] = sig(lower_median(ct['diff']))  # its `ct_rows[...]['diff_median']` (`atoms.lower_median`); None when no atom has a non-constant map
     out['drop_max'] = _median_live(drop_max, L['live'])  # no figure reports it: interpolated over live atoms, as `summarise`
     return out
 

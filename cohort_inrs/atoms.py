@@ -23,9 +23,9 @@ log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
 __all__ = ['log', 'PER_HEAD', 'firing_pairs', 'maps_from_pairs', 'firing_maps', 'components', 'localisation', 'atom_localisation',
-           'summarise', 'match_dictionaries', 'edge_maps', 'contour_correlation', 'contour_tracing', 'ablate_atoms',
-           'brute_force_ablation', 'pair_changes', 'change_maps', 'hull_extent', 'change_extent', 'inside_share',
-           'match_by_drop', 'ablation_key', 'ablation_scan', 'bench_ablation']
+           'summarise', 'lower_median', 'match_dictionaries', 'edge_maps', 'contour_correlation', 'contour_tracing',
+           'ablate_atoms', 'brute_force_ablation', 'pair_changes', 'change_maps', 'hull_extent', 'change_extent',
+           'inside_share', 'match_by_drop', 'ablation_key', 'ablation_scan']
 
 # %% ../nbs/06_atoms.ipynb #a97d270c
 def _hw(resolution): 
@@ -122,6 +122,12 @@ def summarise(stats:dict): # from `localisation`
         q = x.quantile(torch.tensor([.25, .5, .75], dtype=x.dtype, device=x.device)).tolist() if len(x) else [float('nan')] * 3
         out[k] = {'q25': q[0], 'median': q[1], 'q75': q[2], 'mean': x.mean().item() if len(x) else float('nan')}
     return out
+
+# %% ../nbs/06_atoms.ipynb #c1e6b60e
+def lower_median(x): # values (tensor, array or list); NaN entries are skipped
+    "The lower median (`torch.median`) of the non-NaN entries of `x` as a float; NaN when there are none."
+    x = torch.as_tensor(x).double().flatten(); x = x[~x.isnan()]
+    return x.median().item() if len(x) else float('nan')
 
 # %% ../nbs/06_atoms.ipynb #2f13b625
 def _zscore(x:torch.Tensor): # `(n, P)` rows
@@ -388,32 +394,3 @@ def _merge_scans(parts): # `[(tensors, meta), ...]` of consecutive atom blocks
     t0, m0 = parts[0]
     t = {k: (v if k in PER_HEAD else torch.cat([t[k] for t, _ in parts])) for k, v in t0.items()}
     return t, m0 | {'n_pairs': sum(m['n_pairs'] for _, m in parts), 'seconds': round(sum(m['seconds'] for _, m in parts), 2)}
-
-# %% ../nbs/06_atoms.ipynb #b088a23f
-def bench_ablation(backbone:str='siren', # backbone of the random INR
-                   n_atoms:int=4096, k:int=32, # the dictionary
-                   width:int=256, L:int=5, depth:int=2, # the INR's shape and the splice depth
-                   resolution:int=32, n_signals:int=10, # grid side and heads
-                   n_brute:int=32, # atoms timed by brute force (extrapolated to `n_atoms`)
-                   device='auto'): # where to run
-    "Time of the exact batched all-atom scan vs one full forward per atom (extrapolated); returns the ratio."
-    dev = resolve_device(device)
-    def best_time(fn, repeats, dev):  # smallest wall time (a local copy of `bench.best_time`: `bench` sits downstream of `atoms`)
-        ts = []
-        for _ in range(repeats):
-            if dev.type == 'cuda': torch.cuda.synchronize()
-            t = time.perf_counter(); fn()
-            if dev.type == 'cuda': torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t)
-        return min(ts)
-    net = CohortINR(backbone, n_signals, 1, width, L, ff_sigma=5., seed=0).to(dev)
-    sae = SAE(width, n_atoms, k, seed=0).to(dev)
-    with torch.no_grad(): sae.b_dec.copy_(net.encode(coord_grid(resolution, device=dev), depth).mean(0))
-    c = coord_grid(resolution, device=dev); y = torch.rand(n_signals, resolution**2, 1, generator=torch.Generator().manual_seed(0)).to(dev)
-    atoms = torch.randperm(n_atoms, generator=torch.Generator().manual_seed(1))[:n_brute]
-    fast = best_time(lambda: ablate_atoms(sae, net, depth, c, y), 2, dev)
-    t0 = best_time(lambda: brute_force_ablation(sae, net, depth, c, y, atoms[:0]), 1, dev)  # encoding + base forwards, paid once
-    brute = t0 + (best_time(lambda: brute_force_ablation(sae, net, depth, c, y, atoms), 1, dev) - t0) * n_atoms / n_brute
-    return dict(entry='ablation', backbone=backbone, shape=f'{n_atoms} atoms, k {k}, {resolution}x{resolution}, width {width}, '
-                f'L {L}, depth {depth}, {n_signals} heads', device=str(dev), fast_s=fast, brute_s=brute,
-                brute_note=f'timed on {n_brute} atoms, extrapolated', ratio=brute / fast, target=20.)

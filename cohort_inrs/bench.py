@@ -8,19 +8,20 @@ import time, json, os, sys, socket, tempfile, copy, contextlib, importlib.util, 
 from pathlib import Path
 import torch
 from .config import resolve_device, seed_everything, get_config, torch_threads
-from .data import coord_grid, load_cohort
+from .data import coord_grid, load_cohort, spec_at
 from .models import CohortINR, StackedINR, DepthStack, canonical_configs, default_ff_sigma
 from .fit import cohort_step, cohort_loss, ddp_cohort_step, to_target, to_image, psnr, fit_stack, fit_single, compiled, adam
 from .sae import SAE, fit_sae, codes_topk, decode_topk
-from .atoms import bench_ablation
+from .atoms import ablate_atoms, brute_force_ablation
 from .distributed import shutdown
 
 # %% auto #0
 __all__ = ['MATMUL_OPS', 'OP_COLUMNS', 'ENTRIES', 'DEFAULT', 'QUICK', 'best_time', 'median_time', 'matmul_probe',
-           'cohort_step_flops', 'bench_cohort_step', 'bench_sweep', 'bench_sae', 'spawn_group', 'bench_scaling',
-           'fp32_matmuls', 'interleaved_times', 'matmul_flops', 'matmul_seconds', 'outside_share', 'op_shape',
-           'op_data', 'op_row', 'bench_op_cohort', 'bench_op_fit', 'bench_op_batched', 'peer_available', 'peer_siren',
-           'fit_peer', 'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result', 'run_bench']
+           'cohort_step_flops', 'bench_cohort_step', 'bench_sweep', 'bench_sae', 'bench_ablation', 'spawn_group',
+           'bench_scaling', 'fp32_matmuls', 'interleaved_times', 'matmul_flops', 'matmul_seconds', 'outside_share',
+           'op_shape', 'op_data', 'op_row', 'bench_op_cohort', 'bench_op_fit', 'bench_op_batched', 'peer_available',
+           'peer_siren', 'fit_peer', 'bench_op_peer', 'format_table', 'bench_operating_point', 'format_result',
+           'run_bench']
 
 # %% ../nbs/08a_bench.ipynb #3f68351b
 def _sync(dev):
@@ -137,6 +138,27 @@ def bench_sae(backbone:str='siren', # only labels the result (the activations ar
                 detail=f'train dense {batch / t_step:,.0f} activations/s ({t_step * 1e3:.1f} ms/step) vs sparse '
                        f'{batch / t_sparse:,.0f}/s ({t_sparse * 1e3:.1f} ms/step; ratio = dense/sparse step time); encode {grid}x{grid} grid '
                        f'{t_enc * 1e3:.1f} ms; decode dense {t_dense * 1e3:.1f} ms vs sparse {t_sparse_dec * 1e3:.1f} ms')
+
+# %% ../nbs/08a_bench.ipynb #1b34b2d6
+def bench_ablation(backbone:str='siren', # backbone of the random INR
+                   n_atoms:int=4096, k:int=32, # the dictionary
+                   width:int=256, L:int=5, depth:int=2, # the INR's shape and the splice depth
+                   resolution:int=32, n_signals:int=10, # grid side and heads
+                   n_brute:int=32, # atoms timed by brute force (extrapolated to `n_atoms`)
+                   device='auto'): # where to run
+    "Time of the exact batched all-atom scan vs one full forward per atom (extrapolated); returns the ratio."
+    dev = resolve_device(device)
+    net = CohortINR(backbone, n_signals, 1, width, L, ff_sigma=5., seed=0).to(dev)
+    sae = SAE(width, n_atoms, k, seed=0).to(dev)
+    with torch.no_grad(): sae.b_dec.copy_(net.encode(coord_grid(resolution, device=dev), depth).mean(0))
+    c = coord_grid(resolution, device=dev); y = torch.rand(n_signals, resolution**2, 1, generator=torch.Generator().manual_seed(0)).to(dev)
+    atoms = torch.randperm(n_atoms, generator=torch.Generator().manual_seed(1))[:n_brute]
+    fast = best_time(lambda: ablate_atoms(sae, net, depth, c, y), 2, dev)
+    t0 = best_time(lambda: brute_force_ablation(sae, net, depth, c, y, atoms[:0]), 1, dev)  # encoding + base forwards, paid once
+    brute = t0 + (best_time(lambda: brute_force_ablation(sae, net, depth, c, y, atoms), 1, dev) - t0) * n_atoms / n_brute
+    return dict(entry='ablation', backbone=backbone, shape=f'{n_atoms} atoms, k {k}, {resolution}x{resolution}, width {width}, '
+                f'L {L}, depth {depth}, {n_signals} heads', device=str(dev), fast_s=fast, brute_s=brute,
+                brute_note=f'timed on {n_brute} atoms, extrapolated', ratio=brute / fast, target=20.)
 
 # %% ../nbs/08a_bench.ipynb #a8de525e
 def _free_port():
@@ -284,7 +306,7 @@ def op_shape(profile:str='cpu', # the profile whose shape to measure: `smoke`, `
                 ff_sigma=m.ff_sigma or default_ff_sigma(R0), resolution=R, full_resolution=R0, channels=cfg.data.channels,
                 n_signals=cfg.data.n_train, n_images=n_images or t.n_images, n_seeds=n_seeds or len(t.seeds), log_every=t.log_every,
                 train_lr={b: cfg.train.lr(b) for b in ('siren', 'ffmlp')}, fit_lr={b: t.lr(b) for b in ('siren', 'ffmlp')},
-                cohort=(cfg.data.cohorts[0].split('@')[0] + f'@{R}') if real else None, data_cfg=cfg.data)
+                cohort=spec_at(cfg.data.cohorts[0], R) if real else None, data_cfg=cfg.data)
 
 # %% ../nbs/08a_bench.ipynb #ec2a9711
 def op_data(shape:dict, # from `op_shape`

@@ -10,9 +10,9 @@ from .config import get_config, override, PROFILES
 from .launch import parse_kv, relaunch_torchrun, strip_options, submit_shards, train_artifacts
 
 # %% auto #0
-__all__ = ['config_from_args', 'add_common_args', 'cmd_cohorts', 'cmd_train', 'add_train_parser', 'job_cross_seed', 'cmd_atlas',
-           'add_atlas_parser', 'cmd_regenerate', 'add_regenerate_parser', 'cmd_freeze_depth', 'add_freeze_depth_parser',
-           'cmd_bench', 'add_bench_parser', 'build_parser', 'main']
+__all__ = ['PASSTHROUGH', 'config_from_args', 'add_common_args', 'cmd_cohorts', 'cmd_train', 'add_train_parser', 'job_cross_seed',
+           'cmd_atlas', 'add_atlas_parser', 'cmd_regenerate', 'add_regenerate_parser', 'cmd_freeze_depth',
+           'add_freeze_depth_parser', 'cmd_bench', 'add_bench_parser', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #11eb0f30
 def config_from_args(args): # parsed arguments with `profile`, and optionally `set` and `device`
@@ -171,7 +171,7 @@ def add_regenerate_parser(subparsers): # the `add_subparsers()` object of the `c
     "Register `cohort-inrs regenerate`; returns its parser."
     from cohort_inrs.pipeline import JOBS
     p = subparsers.add_parser('regenerate', help='re-run the figure notebooks; write figures, manifest.json and claims.md',
-                              description='Run every figure notebook (nbs/figures/) with papermill for a profile; executed notebooks go to runs/<profile>/.')
+                              description='Run every figure notebook (nbs/figures/) with papermill for a profile; executed notebooks go to <figures>/notebooks/.')
     p.add_argument('--profile', default='cpu', choices=sorted(PROFILES), help='settings profile (default cpu)')
     p.add_argument('--only', nargs='+', metavar='NAME', help=f"run only these jobs: {', '.join(j.name for j in JOBS)}")
     p.add_argument('--cohorts', metavar='SPECS', help='comma-separated cohort specs for every job that takes cohorts, e.g. mni152@64,lfw@25')
@@ -238,6 +238,14 @@ def add_bench_parser(subparsers): # the `add_subparsers()` object of the `cohort
     p.set_defaults(func=cmd_bench)
     return p
 
+# %% ../nbs/09_cli.ipynb #7ac4980c
+def _compare(argv): from cohort_inrs.compare import compare_main; return compare_main(argv)
+def _site(argv): from cohort_inrs.site import site_main; return site_main(argv)
+
+PASSTHROUGH = {  # subcommand -> (help line, function of the remaining arguments returning an exit status)
+    'compare': ('did a regeneration reproduce another? compare two figures folders number by number, verdicts side by side', _compare),
+    'site': ('build the static site (index, notebooks with outputs, claims report, atlas) offline into _site/', _site)}
+
 # %% ../nbs/09_cli.ipynb #ad10db8c
 def build_parser():
     "The `cohort-inrs` argument parser with all subcommands."
@@ -249,6 +257,7 @@ def build_parser():
     c.add_argument('name', nargs='?', help='cohort spec: mni152, lfw, digits, folder:PATH, nifti:PATH, optionally @N')
     c.add_argument('--out', default='cohort.png', help='montage file to write (PNG or PDF)')
     add_common_args(c); c.set_defaults(func=cmd_cohorts)
+    for name, (text, _) in PASSTHROUGH.items(): sub.add_parser(name, help=text, add_help=False)  # parsed by their modules (see `main`)
     add_regenerate_parser(sub); add_freeze_depth_parser(sub); add_bench_parser(sub); add_train_parser(sub); add_atlas_parser(sub)
     return p
 
@@ -257,6 +266,7 @@ def main(argv=None): # arguments, default `sys.argv[1:]`
     "Entry point of the `cohort-inrs` console script."
     p = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASSTHROUGH: return PASSTHROUGH[argv[0]][1](argv[1:]) or 0
     args = p.parse_args(argv)
     args.argv = argv[1:]  # the subcommand's own arguments (`train --nproc` passes them on to torchrun)
     if not getattr(args, 'func', None): p.print_help(); return 0

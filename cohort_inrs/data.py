@@ -13,8 +13,8 @@ from .config import DataConfig
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'USER_KINDS', 'MNI152_FILES', 'MNI152_AXES', 'IMAGE_EXTS', 'NIFTI_EXTS', 'DESCRIPTIONS', 'parse_spec',
-           'coord_grid', 'Cohort', 'slab_split', 'split_indices', 'load_cohort', 'cohort_table', 'load_cohorts',
-           'nearest_train_correlation']
+           'spec_at', 'coord_grid', 'Cohort', 'slab_split', 'split_indices', 'load_cohort', 'cohort_table',
+           'load_cohorts', 'nearest_train_correlation']
 
 # %% ../nbs/01_data.ipynb #4174f935
 EMBEDDED = ('mni152', 'mni152cor', 'lfw', 'digits')
@@ -37,6 +37,13 @@ def parse_spec(spec:str): # `mni152`, `mni152cor`, `lfw`, `digits`, `folder:PATH
                      f"(mni152 and mni152cor: colour axial and coronal MNI152 slices); or your own data as "
                      f"`folder:PATH` (a folder of images) or `nifti:PATH` (one NIfTI volume, sliced into a slab, or a "
                      f"folder of volumes, one slice each), each optionally followed by `@N` for the resolution.")
+
+# %% ../nbs/01_data.ipynb #a64ef16a
+def spec_at(spec:str, # a cohort spec, e.g. `lfw@25` or `folder:/data/me@work/faces`
+            res:int): # the resolution wanted
+    "The cohort `spec` at resolution `res`: its own `@N`, if any, replaced."
+    kind, arg, _ = parse_spec(spec)
+    return f"{kind if arg is None else f'{kind}:{arg}'}@{int(res)}"
 
 # %% ../nbs/01_data.ipynb #7a941cf3
 def coord_grid(h:int, # number of rows (image height)

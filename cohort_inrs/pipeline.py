@@ -12,14 +12,16 @@ from .config import PROFILES, get_config, parse_overrides
 from .store import save_json, load_json, atomic_path
 from .plots import repo_root, figure_dir, provenance
 from .launch import need
+from .data import parse_spec, spec_at
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'HEADLINES', 'source_root', 'Job', 'jobs_for', 'select_params',
            'kernel_config', 'JobStatus', 'job_status', 'clean_executed', 'run_job', 'describe', 'failures',
-           'regenerate', 'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim', 'headline',
-           'measure_claim', 'summary_table', 'details', 'claims_report', 'results_markdown', 'check_results']
+           'absolute_spec', 'regenerate', 'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim',
+           'headline', 'measure_claim', 'summary_table', 'details', 'claims_report', 'results_markdown',
+           'check_results']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -307,6 +309,13 @@ def _run_submitit(kws:list, folder:Path, cluster:str|None, jobs:int, params:dict
     return res
 
 # %% ../nbs/08_pipeline.ipynb #c8e6d867
+def absolute_spec(spec:str): # a cohort spec, e.g. `folder:data/faces@48`
+    "The spec with a user cohort's path made absolute: the notebooks run in `nbs/figures/`, not in the caller's folder."
+    kind, arg, res = parse_spec(spec)
+    if arg is None: return spec.strip()
+    path = f'{kind}:{Path(arg).expanduser().absolute()}'
+    return path if res is None else spec_at(path, res)
+
 def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
                only=None, # job names to run (list or comma-separated); None = all
                cohorts:str|None=None, # comma-separated cohort specs replacing every job's `cohorts` parameter
@@ -330,7 +339,7 @@ def regenerate(profile:str='cpu', # profile: `smoke`, `cpu` or `paper`
     need('papermill', 'dev')
     out = figure_dir(profile, out_dir); runs = Path(runs_dir) if runs_dir else out/'notebooks'
     opt = {'force': bool(force)}
-    if cohorts: opt['cohorts'] = ','.join(s.strip() for s in cohorts.split(',') if s.strip())
+    if cohorts: opt['cohorts'] = ','.join(absolute_spec(s) for s in cohorts.split(',') if s.strip())
     if sets:
         ov = parse_overrides(sets); get_config(profile, **ov)  # unknown fields fail here, before any notebook runs
         opt['overrides'] = ';'.join(f'{k}={v}' for k, v in ov.items())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_plots.ipynb #756a571b
 from __future__ import annotations
-import json, os, platform, subprocess, sys, time
+import json, os, platform, re, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import matplotlib
@@ -13,9 +13,10 @@ import torch
 from .store import save_json
 
 # %% auto #0
-__all__ = ['BACKBONE_COLORS', 'SPLIT_COLORS', 'BACKBONE_LABELS', 'set_style', 'repo_root', 'figure_dir', 'git_revision',
-           'provenance', 'save_figure', 'write_sidecar', 'split_list', 'FigureRun', 'figure_setup', 'show_image',
-           'cohort_montage', 'map_mosaic', 'markdown_table']
+__all__ = ['BACKBONE_COLORS', 'SPLIT_COLORS', 'BACKBONE_LABELS', 'FP_FLAGS', 'set_style', 'repo_root', 'figure_dir', 'cpuinfo',
+           'torch_build', 'numpy_blas', 'threadpools', 'gpu_detail', 'platform_detail', 'git_revision', 'provenance',
+           'save_figure', 'write_sidecar', 'split_list', 'FigureRun', 'figure_setup', 'show_image', 'cohort_montage',
+           'map_mosaic', 'markdown_table']
 
 # %% ../nbs/07_plots.ipynb #c160097e
 BACKBONE_COLORS = {'siren': '#1f77b4', 'ffmlp': '#d95f02'}  # blue / orange in every figure
@@ -46,9 +47,77 @@ def repo_root():
 
 def figure_dir(profile:str, # profile name: outputs go to `figures/<profile>/`
                out_dir:str|None=None): # explicit folder instead (tests use a temporary one)
-    "The folder a figure notebook writes into, created if needed."
-    d = Path(out_dir) if out_dir else repo_root()/'figures'/profile
+    "The folder a figure notebook writes into, created if needed; absolute, so a relative `out_dir` is the caller's, not the kernel's."
+    d = Path(out_dir).expanduser().absolute() if out_dir else repo_root()/'figures'/profile  # a notebook runs in nbs/figures/
     d.mkdir(parents=True, exist_ok=True); return d
+
+# %% ../nbs/07_plots.ipynb #9ddcf0f0
+FP_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16',
+            'asimd', 'sve', 'sve2')  # CPU flags that change which float kernels run (x86 `flags`, ARM `Features`)
+
+def _probe(fn, *args):
+    "`fn(*args)`, or None when it raises: a probe of the machine never fails a sidecar."
+    try: return fn(*args)
+    except Exception: return None
+
+def cpuinfo():
+    "Fields of the first processor in /proc/cpuinfo (Linux), else {}."
+    out = {}
+    with open('/proc/cpuinfo') as f:
+        for line in f:
+            if not line.strip(): break  # the first processor's block ends at a blank line
+            k, _, v = line.partition(':'); out[k.strip()] = v.strip()
+    return out
+
+def torch_build():
+    "What torch was built with that decides float results (BLAS, LAPACK, MKL, oneDNN, OpenMP, CUDA), from `torch.__config__.show()`."
+    s = torch.__config__.show()
+    kv = dict(re.findall(r'\b(BLAS_INFO|LAPACK_INFO|CUDA_VERSION|CUDNN_VERSION)=([^,\s]*)', s))
+    libs = [l.strip()[2:].strip() for l in s.splitlines() if l.strip().startswith('- ')]
+    first = lambda *words: next((l for l in libs if any(w in l for w in words)), None)
+    return {'blas': kv.get('BLAS_INFO'), 'lapack': kv.get('LAPACK_INFO'), 'mkl': first('Math Kernel Library'),
+            'onednn': first('MKL-DNN', 'oneDNN'), 'openmp': first('OpenMP'), 'cuda': kv.get('CUDA_VERSION'), 'cudnn': kv.get('CUDNN_VERSION')}
+
+def numpy_blas():
+    "numpy's BLAS and LAPACK as `name version` (numpy >= 1.26)."
+    d = np.show_config(mode='dicts')['Build Dependencies']
+    return {k: f"{d[k].get('name')} {d[k].get('version')}" for k in ('blas', 'lapack') if k in d}
+
+def threadpools():
+    "The BLAS and OpenMP libraries loaded in this process, with the kernels they picked for this CPU and their threads (threadpoolctl)."
+    from threadpoolctl import threadpool_info
+    def pkg(fp): parts = Path(fp).parts; return next((b for a, b in zip(parts, parts[1:]) if a in ('site-packages', 'dist-packages')), Path(fp).name)
+    return [{'api': d.get('internal_api'), 'version': d.get('version'), 'architecture': d.get('architecture'),
+             'threads': d.get('num_threads'), 'from': pkg(d.get('filepath', ''))} for d in threadpool_info()]
+
+def gpu_detail():
+    "The GPU(s) and CUDA stack, or None without one; CUDA is queried through torch only where it already runs, else `nvidia-smi`."
+    if torch.cuda.is_initialized():
+        g = {'name': torch.cuda.get_device_name(0), 'capability': '.'.join(map(str, torch.cuda.get_device_capability(0))),
+             'count': torch.cuda.device_count()}
+    elif torch.version.cuda:
+        r = subprocess.run(['nvidia-smi', '--query-gpu=name,compute_cap', '--format=csv,noheader'], capture_output=True, text=True, timeout=10)
+        rows = [[s.strip() for s in l.split(',')] for l in r.stdout.splitlines() if l.strip()]
+        if r.returncode or not rows: return None
+        g = {'name': rows[0][0], 'capability': rows[0][1] if len(rows[0]) > 1 else None, 'count': len(rows)}
+    else: return None
+    drv = _probe(lambda: subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
+                                        capture_output=True, text=True, timeout=10).stdout.split()[0])
+    return g | {'driver': drv, 'cuda': torch.version.cuda, 'cudnn': _probe(lambda: torch.backends.cudnn.version()) if torch.cuda.is_initialized() else None}
+
+def platform_detail():
+    "CPU model, family and flags, torch's CPU capability, BLAS/LAPACK (built and loaded), threads and GPU: what decides float results."
+    info = _probe(cpuinfo) or {}
+    flags = set((info.get('flags') or info.get('Features') or '').split())
+    return {'cpu_model': info.get('model name') or _probe(platform.processor) or platform.machine(),
+            'cpu_id': ' '.join(f'{k} {info[k]}' for k in ('vendor_id', 'cpu family', 'model', 'stepping', 'microcode') if k in info) or None,
+            'cpu_flags': [f for f in FP_FLAGS if f in flags],
+            'cpu_capability': _probe(torch.backends.cpu.get_cpu_capability),
+            'torch_build': _probe(torch_build), 'numpy_blas': _probe(numpy_blas), 'threadpools': _probe(threadpools),
+            'threads': _probe(lambda: {'torch': torch.get_num_threads(), 'interop': torch.get_num_interop_threads(),
+                                       **{k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')}}),
+            'mkl': _probe(torch.backends.mkl.is_available), 'openmp': _probe(torch.backends.openmp.is_available),
+            'gpu': _probe(gpu_detail)}
 
 # %% ../nbs/07_plots.ipynb #62dcac4f
 def git_revision():
@@ -61,7 +130,7 @@ def git_revision():
     except Exception: return None
 
 def provenance(device=None): # the torch device used, if any
-    "Versions, git revision, machine and device: what a sidecar needs to trace a result."
+    "Versions, git revision, machine (`platform_detail`) and device: what a sidecar needs to trace a result."
     import cohort_inrs
     vers = {'python': platform.python_version(), 'cohort_inrs': cohort_inrs.__version__}
     for m in ('torch', 'numpy', 'matplotlib', 'scipy', 'skimage', 'sklearn'):
@@ -70,7 +139,8 @@ def provenance(device=None): # the torch device used, if any
     dev = str(device) if device is not None else 'cpu'
     name = torch.cuda.get_device_name(0) if dev.startswith('cuda') and torch.cuda.is_available() else platform.processor() or platform.machine()
     return {'git': git_revision(), 'versions': vers, 'device': dev, 'device_name': name,
-            'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'platform': platform.platform()}
+            'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'platform': platform.platform(),
+            'platform_detail': platform_detail()}
 
 # %% ../nbs/07_plots.ipynb #d006a975
 def save_figure(fig, # the matplotlib figure

@@ -4,9 +4,9 @@
 
 # %% ../nbs/03a_regime.ipynb #bb0987e2
 from __future__ import annotations
-import re
 import torch
 from .config import Config, override, params_per_value
+from .data import spec_at
 from .distributed import parallel_map
 from .fit import cohort_model, freeze_sweep, config_name, rule_depth, READINGS
 from .spectra import recommend_freeze_depth
@@ -21,7 +21,7 @@ def cell_config(cfg:Config, # the experiment
                 resolution:int, # image side of the cell
                 n_images:int=0): # held-out images each cell fits; 0 = the profile's
     "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced (`reinit` tails and the first seed only), the spec's `@N` set to `resolution`."
-    body = re.sub(r'@\d+$', '', spec.strip()); s = f'{body}@{int(resolution)}'
+    s = spec_at(spec, resolution)  # `data.parse_spec` reads the spec: a path may hold `@` or `/`
     if int(width) == cfg.model.width and int(resolution) == cfg.data.resolution: return cfg, s  # the profile's own cell: its artifacts
     ch = {'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',),
           'transfer.seeds': tuple(cfg.transfer.seeds[:1])}  # one seed: the map has many cells

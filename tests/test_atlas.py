@@ -9,7 +9,7 @@ import numpy as np, pytest, torch
 from cohort_inrs.config import get_config
 from cohort_inrs.sae import sae_model, sae_reconstruct
 from cohort_inrs.fit import to_image
-from cohort_inrs.atoms import ablation_scan, firing_maps, firing_pairs, maps_from_pairs, localisation, summarise, contour_tracing
+from cohort_inrs.atoms import ablation_scan, firing_maps, firing_pairs, maps_from_pairs, localisation, summarise, contour_tracing, lower_median
 from cohort_inrs.atlas import (build_atlases, read_atlas, atlas_data, page_name, compare_name, png_decode, sig, asset)
 from cohort_inrs.cli import add_atlas_parser
 
@@ -108,10 +108,6 @@ def test_match_liveness_is_the_matchings(built):
         if (live == 0).any(): seen.add('constant')
     assert seen == {'surplus', 'constant'}, seen  # the smoke pages have both kinds (the browser test opens them)
 
-def _fig_med(x):
-    "fig_atom_localisation's `med` (the lower median over non-NaN values), copied so a change there shows here."
-    x = torch.as_tensor(x).double(); x = x[~x.isnan()]; return x.median().item() if len(x) else float('nan')
-
 def test_page_summary_is_the_figures(built, monkeypatch):
     "The medians on the comparison page and index are the atom_localisation figure's, computed by its own calls."
     monkeypatch.setenv('COHORT_INRS_CACHE', str(built['cache']))
@@ -123,7 +119,7 @@ def test_page_summary_is_the_figures(built, monkeypatch):
         maps = maps_from_pairs(fp).float().cpu()
         summ = summarise(localisation(maps)); ct = contour_tracing(maps, coh.train, coh.test)
         for k in ('area', 'entropy', 'rg', 'components'): assert M['summary'][k] == sig(summ[k]['median']), (r['file'], k)  # its `loc_rows`
-        assert M['summary']['ct_diff'] == sig(_fig_med(ct['diff'])), r['file']  # its `ct_rows[...]['diff_median']`
+        assert M['summary']['ct_diff'] == sig(lower_median(ct['diff'])), r['file']  # its `ct_rows[...]['diff_median']`: the figure's own `med`
         dm = ablation_scan(cfg, b, s, dp, progress=False)['drop'].double().max(1).values[torch.tensor(A['live']) == 1]
         assert M['summary']['drop_max'] == sig(dm.quantile(.5))  # no figure reports it: interpolated over live atoms
 

@@ -11,9 +11,10 @@ from cohort_inrs.models import CohortINR
 from cohort_inrs.sae import SAE, sae_model, sae_reconstruct, spliced_psnr, spliced_input
 from cohort_inrs.atoms import (firing_pairs, maps_from_pairs, firing_maps, components, localisation, atom_localisation,
                                summarise, match_dictionaries, edge_maps, contour_correlation, contour_tracing,
-                               ablate_atoms, brute_force_ablation, ablation_scan, ablation_key, bench_ablation,
+                               ablate_atoms, brute_force_ablation, ablation_scan, ablation_key,
                                change_maps, change_extent, inside_share, match_by_drop)
 from cohort_inrs.claim_tests import controlled, lower_test, planted_maps
+from cohort_inrs.bench import bench_ablation  # the scan's benchmark lives with the other benchmarks
 
 
 def small(backbone='siren', n_signals=3, C=1, width=32, n_atoms=32, k=4, seed=0, dtype=torch.float64):
