@@ -240,7 +240,7 @@ def add_bench_parser(subparsers): # the `add_subparsers()` object of the `cohort
 
 # %% ../nbs/09_cli.ipynb #7ac4980c
 def _compare(argv): from cohort_inrs.compare import compare_main; return compare_main(argv)
-def _site(argv): from cohort_inrs.site import site_main; return site_main(argv)
+def _site(argv): from cohort_inrs.site import site_main; return site_main(argv, prog='cohort-inrs site')
 
 PASSTHROUGH = {  # subcommand -> (help line, function of the remaining arguments returning an exit status)
     'compare': ('did a regeneration reproduce another? compare two figures folders number by number, verdicts side by side', _compare),
