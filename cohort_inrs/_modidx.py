@@ -529,6 +529,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'cohort_inrs.pipeline._run_submitit': ('pipeline.html#_run_submitit', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline._safe_run': ('pipeline.html#_safe_run', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline._sidecar': ('pipeline.html#_sidecar', 'cohort_inrs/pipeline.py'),
+                                      'cohort_inrs.pipeline._smaller_png': ('pipeline.html#_smaller_png', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.absolute_spec': ('pipeline.html#absolute_spec', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.check_results': ('pipeline.html#check_results', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.claims_report': ('pipeline.html#claims_report', 'cohort_inrs/pipeline.py'),
