@@ -10,9 +10,9 @@ from .config import get_config, override, PROFILES
 from .launch import parse_kv, relaunch_torchrun, strip_options, submit_shards, train_artifacts
 
 # %% auto #0
-__all__ = ['PASSTHROUGH', 'config_from_args', 'add_common_args', 'cmd_cohorts', 'cmd_train', 'add_train_parser', 'job_cross_seed',
-           'cmd_atlas', 'add_atlas_parser', 'cmd_regenerate', 'add_regenerate_parser', 'cmd_freeze_depth',
-           'add_freeze_depth_parser', 'cmd_bench', 'add_bench_parser', 'build_parser', 'main']
+__all__ = ['config_from_args', 'add_common_args', 'cmd_cohorts', 'cmd_train', 'add_train_parser', 'job_cross_seed', 'cmd_atlas',
+           'add_atlas_parser', 'cmd_regenerate', 'add_regenerate_parser', 'cmd_freeze_depth', 'add_freeze_depth_parser',
+           'cmd_bench', 'add_bench_parser', 'add_compare_parser', 'add_site_parser', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #11eb0f30
 def config_from_args(args): # parsed arguments with `profile`, and optionally `set` and `device`
@@ -190,9 +190,16 @@ def add_regenerate_parser(subparsers): # the `add_subparsers()` object of the `c
     return p
 
 # %% ../nbs/09_cli.ipynb #aa99f65f
-def cmd_freeze_depth(args): # parsed `cohort-inrs freeze-depth` arguments: `checkpoint`, `json`
-    "Print the per-layer spectra and the recommended freeze depth of a cohort INR checkpoint; returns 0."
+def cmd_freeze_depth(args): # parsed `cohort-inrs freeze-depth` arguments: `checkpoint`, `json`, `rule`, `image`
+    "Print the per-layer spectra and the recommended freeze depth of a cohort INR checkpoint (or another rule's choice); returns 0."
     import json
+    rule, image = getattr(args, 'rule', 'stable_rank'), getattr(args, 'image', None)
+    if rule != 'stable_rank' or image:
+        if getattr(args, 'json', False): raise ValueError('--json prints the stable-rank spectra; leave out --rule and --image with it.')
+        import torch
+        from cohort_inrs.freeze_rules import freeze_depth_by_rule_report
+        from cohort_inrs.data import read_image
+        print(freeze_depth_by_rule_report(args.checkpoint, rule, image=torch.as_tensor(read_image(image)) if image else None)); return 0
     from cohort_inrs.spectra import freeze_depth_report, format_spectra_table
     rep = freeze_depth_report(args.checkpoint)
     if getattr(args, 'json', False): print(json.dumps(rep, indent=2)); return 0
@@ -204,12 +211,18 @@ def cmd_freeze_depth(args): # parsed `cohort-inrs freeze-depth` arguments: `chec
     return 0
 
 def add_freeze_depth_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
-    "Register `cohort-inrs freeze-depth CHECKPOINT [--json]`; returns its parser."
+    "Register `cohort-inrs freeze-depth CHECKPOINT [--rule NAME] [--image FILE] [--json]`; returns its parser."
+    rules = ['stable_rank', 'stable_rank_untrained', 'random_depth', 'alpha_hat', 'rankme', 'linear_probe', 'relative_grad_norm',
+             'ntk_predicted_loss', 'successive_halving']  # `freeze_rules.RULES`, named here so `--help` loads no torch
     p = subparsers.add_parser('freeze-depth', help='per-layer stable rank of a saved cohort INR and the depth to freeze (argmax)',
                               description='Print the spectra of the shared layers of a cohort INR checkpoint and the '
                                           'recommended freeze depth d* = argmax_l stable rank(W_l).')
     p.add_argument('checkpoint', help='cohort INR .safetensors file written by save_inr')
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    p.add_argument('--rule', default='stable_rank', choices=rules, help="the rule that picks the depth (default: the study's stable rank; "
+                   "see the freeze_rules figure for how each scores); linear_probe, relative_grad_norm, ntk_predicted_loss and "
+                   "successive_halving read the new image, rankme its grid")
+    p.add_argument('--image', metavar='FILE', help='the new image to fit (PNG, JPEG, ...; values read into [0, 1]), for the rules that read it')
     p.set_defaults(func=cmd_freeze_depth)
     return p
 
@@ -239,12 +252,20 @@ def add_bench_parser(subparsers): # the `add_subparsers()` object of the `cohort
     return p
 
 # %% ../nbs/09_cli.ipynb #7ac4980c
-def _compare(argv): from cohort_inrs.compare import compare_main; return compare_main(argv)
-def _site(argv): from cohort_inrs.site import site_main; return site_main(argv, prog='cohort-inrs site')
+def add_compare_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
+    "Register `cohort-inrs compare A B [--all] [--json OUT]` (`compare.compare_arguments`); returns its parser."
+    from cohort_inrs.compare import compare_arguments, run_compare
+    p = subparsers.add_parser('compare', help='did a regeneration reproduce another? compare two figures folders number by number, verdicts side by side',
+                              description='Compare two figures folders: every number in the sidecars within declared tolerances, and every claim verdict side by side. Exit 1 when a verdict differs.')
+    compare_arguments(p).set_defaults(func=run_compare)
+    return p
 
-PASSTHROUGH = {  # subcommand -> (help line, function of the remaining arguments returning an exit status)
-    'compare': ('did a regeneration reproduce another? compare two figures folders number by number, verdicts side by side', _compare),
-    'site': ('build the static site (index, notebooks with outputs, claims report, atlas) offline into _site/', _site)}
+def add_site_parser(subparsers): # the `add_subparsers()` object of the `cohort-inrs` parser
+    "Register `cohort-inrs site [--profile P] [--out DIR] [--figures-dir DIR]` (`site.site_arguments`); returns its parser."
+    from cohort_inrs.site import site_arguments, run_site, SITE_HELP
+    p = subparsers.add_parser('site', help='build the static site (index, notebooks with outputs, claims report, atlas) offline into _site/', description=SITE_HELP)
+    site_arguments(p).set_defaults(func=lambda a: run_site(a, 'cohort-inrs site'))
+    return p
 
 # %% ../nbs/09_cli.ipynb #ad10db8c
 def build_parser():
@@ -257,8 +278,8 @@ def build_parser():
     c.add_argument('name', nargs='?', help='cohort spec: mni152, lfw, digits, folder:PATH, nifti:PATH, optionally @N')
     c.add_argument('--out', default='cohort.png', help='montage file to write (PNG or PDF)')
     add_common_args(c); c.set_defaults(func=cmd_cohorts)
-    for name, (text, _) in PASSTHROUGH.items(): sub.add_parser(name, help=text, add_help=False)  # parsed by their modules (see `main`)
     add_regenerate_parser(sub); add_freeze_depth_parser(sub); add_bench_parser(sub); add_train_parser(sub); add_atlas_parser(sub)
+    add_compare_parser(sub); add_site_parser(sub)
     return p
 
 # %% ../nbs/09_cli.ipynb #dcd5001b
@@ -266,7 +287,6 @@ def main(argv=None): # arguments, default `sys.argv[1:]`
     "Entry point of the `cohort-inrs` console script."
     p = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in PASSTHROUGH: return PASSTHROUGH[argv[0]][1](argv[1:]) or 0
     args = p.parse_args(argv)
     args.argv = argv[1:]  # the subcommand's own arguments (`train --nproc` passes them on to torchrun)
     if not getattr(args, 'func', None): p.print_help(); return 0

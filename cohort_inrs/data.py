@@ -13,8 +13,8 @@ from .config import DataConfig
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'USER_KINDS', 'MNI152_FILES', 'MNI152_AXES', 'IMAGE_EXTS', 'NIFTI_EXTS', 'DESCRIPTIONS', 'parse_spec',
-           'spec_at', 'coord_grid', 'Cohort', 'slab_split', 'split_indices', 'load_cohort', 'cohort_table',
-           'load_cohorts', 'nearest_train_correlation']
+           'spec_at', 'coord_grid', 'Cohort', 'slab_split', 'read_image', 'split_indices', 'load_cohort',
+           'cohort_table', 'load_cohorts', 'nearest_train_correlation']
 
 # %% ../nbs/01_data.ipynb #4174f935
 EMBEDDED = ('mni152', 'mni152cor', 'lfw', 'digits')
@@ -326,6 +326,11 @@ def _center_crop(a:np.ndarray):
     "The centred square crop of an image."
     h, w = a.shape[:2]; s = min(h, w)
     return a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+# %% ../nbs/01_data.ipynb #dcbc2911
+def read_image(path): # an image file (PNG, JPEG, TIFF, ...)
+    "One image as float32 `(H, W)` or `(H, W, 3)` in [0, 1] (as the folder cohorts read theirs); a bad file raises naming it."
+    return _read_image(Path(path))
 
 # %% ../nbs/01_data.ipynb #7efb95a1
 def _check_dir(path:str, kind:str):

@@ -17,11 +17,11 @@ from .data import parse_spec, spec_at
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'HEADLINES', 'source_root', 'Job', 'jobs_for', 'select_params',
-           'kernel_config', 'JobStatus', 'job_status', 'clean_executed', 'run_job', 'describe', 'failures',
-           'absolute_spec', 'regenerate', 'estimate_flops', 'cost_message', 'sha256', 'write_manifest', 'Claim',
-           'headline', 'measure_claim', 'summary_table', 'details', 'claims_report', 'results_markdown',
-           'check_results']
+__all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'HEADLINES', 'BEYOND', 'source_root', 'Job', 'jobs_for',
+           'select_params', 'kernel_config', 'JobStatus', 'job_status', 'clean_executed', 'run_job', 'describe',
+           'failures', 'absolute_spec', 'regenerate', 'estimate_flops', 'cost_message', 'sha256', 'write_manifest',
+           'Claim', 'headline', 'measure_claim', 'summary_table', 'beyond_row', 'beyond_table', 'details',
+           'claims_report', 'results_markdown', 'check_results']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -63,6 +63,8 @@ JOBS = [
     # C1. cpu: the 4 sweeps run compiled, 1.4-1.5x (SIREN) and 1.16-1.19x (FFMLP) per step for 6-26 s of compiling (README, Benchmarks)
     Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True)}, _outs('freeze_sweep')),
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
+    # beyond the study (B1): nine freeze-depth rules scored on the C1 sweeps' fits (no refit); cpu: 50-step probe rounds
+    Job('freeze_rules', 'nbs/figures/freeze_rules.ipynb', {'cpu': dict(probe_budget=50), 'paper': dict(probe_budget=50)}, _outs('freeze_rules')),
     # where C2 holds: the protocol over width x resolution; the cpu grid (2 x 2, 2 images per new cell) is smaller than the paper's to fit the time budget
     Job('regime_map', 'nbs/figures/regime_map.ipynb', {'cpu': dict(widths='32,64', resolutions='24,48', n_images=2, workers=2),
                                                        'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
@@ -507,7 +509,7 @@ def _frac(parts:dict|None): # a claim's parts: name -> `holds` / `fails` / `cann
 def _headline_c1(v):
     pairs = {k: p for k, p in v['values'].items() if isinstance(p, dict) and 'readout_by_depth' in p}
     gap = max(max(p['readout_by_depth'][1:]) - p['readout_by_depth'][p['d_star']] for p in pairs.values())
-    return f"d* as good as the best depth in {_frac(v.get('parts'))} pairs; largest shortfall {gap:.2f} dB"
+    return f"d* as good as the best depth (and better than its nulls) in {_frac(v.get('parts'))} pairs; largest shortfall {gap:.2f} dB"
 
 def _headline_c2(v):
     d = [p['diff'] for k, p in v['values'].items() if k.endswith('/through')]
@@ -586,6 +588,24 @@ def summary_table(rows:list, # rows of `measure_claim` (or `claims.json`'s `clai
                   f"[{r['figure']}.ipynb]({link}notebooks/{r['figure']}.ipynb) |")
     return '\n'.join(md)
 
+BEYOND = [Claim('B1', 'Which cheap rule picks the test-time freeze depth best?', 'freeze_rules.json')]  # questions the study does not ask
+
+def beyond_row(c:Claim, # an entry of `BEYOND`
+               fig_dir): # folder holding the sidecars
+    "A beyond-the-study question with its one-sentence answer (`numbers.<id>.answer`), or why it has none."
+    f = Path(fig_dir)/c.sidecar
+    v = _dig(load_json(f), c.path) if f.exists() else None
+    answer = v.get('answer') if isinstance(v, dict) else None
+    return dict(id=c.id, question=c.statement, figure=c.figure, answer=answer or f'not measured (figure {c.figure} not generated)', measured=answer is not None)
+
+def beyond_table(rows:list, # rows of `beyond_row`
+                 link:str=''): # prefix of the links, as in `summary_table`
+    "The beyond-the-study questions: the question, the answer with its numbers, the figure and notebook links."
+    md = ['| | question | the answer (this run) | figure | notebook |', '|---|---|---|---|---|']
+    md += [f"| {r['id']} | {_cell(r['question'])} | {_cell(r['answer'])} | [{r['figure']}]({link}{r['figure']}.png) | "
+           f"[{r['figure']}.ipynb]({link}notebooks/{r['figure']}.ipynb) |" for r in rows]
+    return '\n'.join(md)
+
 def details(r:dict): # a row of `measure_claim`
     "A claim's section of the report: its statement, each measured part on its own line, its controls and its source."
     bits = [b.strip() for b in re.split(r';\s+(?![^(]*\))(?![^\[]*\])(?!\d)', str(r['measured'])) if b.strip()]  # a line per '; ' outside brackets, unless a number follows
@@ -598,10 +618,12 @@ def claims_report(profile:str='cpu', # profile name (for the title and the defau
     "Write `claims.md` and `claims.json` from the sidecars in `fig_dir`; returns `(markdown, dict)`."
     out = figure_dir(profile, fig_dir)
     rows = [measure_claim(c, out) for c in (CLAIMS if claims is None else claims)]
+    beyond = [beyond_row(c, out) for c in BEYOND] if claims is None else []
     counts = {v: sum(r['verdict'] == v for r in rows) for v in (*VERDICTS, 'not measured')}
     md = [f'# Claims report (`{profile}` profile)', '',
           '**' + ', '.join(f'{n} {v}' for v, n in counts.items()) + '.** One line per claim; the details follow below.', '',
           summary_table(rows), '',
+          *(['**Beyond the study.**', '', beyond_table(beyond), ''] if beyond else []),
           '## Details', '',
           "Each section is a claim of the study, in the study's words, with the value this artifact measured and the verdict its "
           "figure notebook computed. Built only from the figures' JSON sidecars in this folder; no number is typed in by hand.", '',
@@ -612,7 +634,7 @@ def claims_report(profile:str='cpu', # profile name (for the title and the defau
     md += [details(r) for r in rows]
     md += ['', 'Summary: ' + ', '.join(f'{n} {v}' for v, n in counts.items()) + '.', '']
     md = '\n'.join(md)
-    data = dict(profile=profile, claims=rows, summary=counts)
+    data = dict(profile=profile, claims=rows, summary=counts, beyond=beyond)
     with atomic_path(out/'claims.md') as tmp: Path(tmp).write_text(md)
     save_json(out/'claims.json', data)
     return md, data
@@ -627,6 +649,7 @@ def results_markdown(fig_dir, # a figures folder holding `claims.json` (from `cl
     data = load_json(f)
     md = ['**' + ', '.join(f'{n} {v}' for v, n in data['summary'].items() if n) + f"** (`{data['profile']}` profile; "
           f"[claims report]({link}claims.md)).", '', summary_table(data['claims'], link), '']
+    if data.get('beyond'): md += ['**Beyond the study.**', '', beyond_table(data['beyond'], link), '']
     md += [f'![{n}]({link}{n}.png)' for n in figures if (fig_dir/f'{n}.png').exists()]
     return '\n'.join(md)
 

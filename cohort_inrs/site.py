@@ -7,16 +7,16 @@ from __future__ import annotations
 import argparse, contextlib, html, io, json, logging, os, re, shutil, sys, tempfile, time
 from functools import partial
 from pathlib import Path
-import yaml
 from .plots import repo_root
 from .atlas import asset
+from .launch import need
 
 log = logging.getLogger('cohort_inrs')
 
 # %% auto #0
-__all__ = ['log', 'figures_folder', 'site_sources', 'link_map', 'rewrite_links', 'stage_notebook', 'stage_markdown',
+__all__ = ['log', 'SITE_HELP', 'figures_folder', 'site_sources', 'link_map', 'rewrite_links', 'stage_notebook', 'stage_markdown',
            'figures_overview', 'site_config', 'site_toc', 'stage_site', 'remote_refs', 'sphinx_build', 'build_site',
-           'site_pages', 'site_main']
+           'site_pages', 'site_arguments', 'run_site', 'site_main']
 
 # %% ../nbs/11_site.ipynb #fc59a39a
 def figures_folder(profile:str='cpu', # settings profile whose figures are shown
@@ -203,6 +203,7 @@ def stage_site(src:dict, # from `site_sources`
         else: stage_markdown(p, s, stage, resolve, unresolved, title=f'Table: {Path(s).stem}' if s.startswith('figures/tables/') else None)
     (stage/'figures'/'index.md').write_text(figures_overview(src), encoding='utf-8')
     (stage/'_static').mkdir(exist_ok=True); (stage/'_static'/'site.css').write_text(asset('site.css'), encoding='utf-8')  # Jupyter Book loads `_static/*.css`
+    yaml = need('yaml', 'dev')  # Jupyter Book's config format; the site is a [dev] feature, so `cohort-inrs --help` runs without it
     (stage/'_config.yml').write_text(yaml.safe_dump(site_config(title), sort_keys=False), encoding='utf-8')
     (stage/'_toc.yml').write_text(yaml.safe_dump(site_toc(src), sort_keys=False), encoding='utf-8')
     return unresolved
@@ -281,14 +282,18 @@ def site_pages(site): # a built site's folder
     return sorted(p.relative_to(site).as_posix() for p in site.rglob('*.html') if p.relative_to(site).parts[0] != '_static')
 
 # %% ../nbs/11_site.ipynb #998bf545
-def site_main(argv=None, # arguments; default `sys.argv[1:]`
-              prog:str='tools/site'): # the command's name in messages
-    "Build the static site from the command line; returns the exit status."
-    ap = argparse.ArgumentParser(prog=prog, description='Build the static site (notebooks, figures, claims report, atom atlas) into a folder; nothing is fetched from the web.')
-    ap.add_argument('--profile', default='cpu', help='settings profile whose figures folder is shown (default: cpu)')
-    ap.add_argument('--out', default=None, help='folder to write the site into, replaced (default: _site/ at the repository root)')
-    ap.add_argument('--figures-dir', default=None, help='the figures folder (default: figures/<profile>/)')
-    args = ap.parse_args(argv)
+SITE_HELP = 'Build the static site (notebooks, figures, claims report, atom atlas) into a folder; nothing is fetched from the web.'
+
+def site_arguments(p:argparse.ArgumentParser): # a parser or subparser to add the options to
+    "Add `[--profile P] [--out DIR] [--figures-dir DIR]` to `p`."
+    p.add_argument('--profile', default='cpu', help='settings profile whose figures folder is shown (default: cpu)')
+    p.add_argument('--out', default=None, help='folder to write the site into, replaced (default: _site/ at the repository root)')
+    p.add_argument('--figures-dir', default=None, help='the figures folder (default: figures/<profile>/)')
+    return p
+
+def run_site(args, # parsed by a parser `site_arguments` filled
+             prog:str='tools/site'): # the command's name in messages
+    "Build the site `args` ask for and say where it is; returns the exit status."
     if not logging.getLogger().handlers and not log.handlers: logging.basicConfig(level=logging.WARNING, format='%(message)s')
     t0 = time.perf_counter()
     try: out = build_site(args.profile, out=args.out, figures_dir=args.figures_dir)
@@ -297,3 +302,9 @@ def site_main(argv=None, # arguments; default `sys.argv[1:]`
     print(f'{out}: {len(pages)} pages ({len(pages) - atlas - sphinx} from notebooks and Markdown, {atlas} of the atom atlas, {sphinx} index and search) '
           f'built in {time.perf_counter() - t0:.1f} s; open {out/"index.html"}')
     return 0
+
+def site_main(argv=None, # arguments; default `sys.argv[1:]`
+              prog:str='tools/site'): # the command's name in messages
+    "Build the static site from the command line; returns the exit status."
+    ap = argparse.ArgumentParser(prog=prog, description=SITE_HELP)
+    return run_site(site_arguments(ap).parse_args(argv), prog)
