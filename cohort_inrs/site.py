@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_site.ipynb #facdb7ea
 from __future__ import annotations
-import argparse, contextlib, html, io, json, logging, os, re, shutil, sys, tempfile, time
+import argparse, contextlib, html, io, json, logging, os, re, shutil, subprocess, sys, tempfile, time
 from functools import partial
 from pathlib import Path
 from .plots import repo_root
@@ -229,19 +229,24 @@ def remote_refs(page:str): # the HTML of a page
     return [u for u in out if not u.startswith('file:')]
 
 # %% ../nbs/11_site.ipynb #d79e8b5d
+_BUILD = """import json, sys
+from jupyter_book.sphinx import build_sphinx
+a = json.loads(sys.argv[1])
+res = build_sphinx(a['stage'], a['out'], noconfig=True, path_config=a['cfg'], doctreedir=a['doctrees'], quiet=True, freshenv=True, confoverrides=a['overrides'])
+sys.exit(0 if res == 0 else 1)
+"""
+
 def sphinx_build(stage:Path, # the staged sources (from `stage_site`)
                  out:Path): # folder to write the HTML into
-    "Build the site's HTML with Jupyter Book 1 (Sphinx + MyST-NB, execution off); returns Sphinx's warnings."
+    "Build the site's HTML with Jupyter Book 1 (Sphinx + MyST-NB, execution off) in a fresh interpreter; returns Sphinx's warnings."
     from jupyter_book.config import get_final_config
-    from jupyter_book.sphinx import build_sphinx
     stage, cfg, toc = Path(stage), Path(stage)/'_config.yml', Path(stage)/'_toc.yml'
     exts = [e for e in get_final_config(user_yaml=cfg, cli_config={'latex_individualpages': False}, sourcedir=stage)[0]['extensions'] if e != 'sphinx_thebe']
-    said = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):
-        res = build_sphinx(str(stage), str(out), noconfig=True, path_config=str(cfg), doctreedir=str(stage/'_doctrees'), quiet=True, freshenv=True,
-                           confoverrides={'external_toc_path': str(toc), 'latex_individualpages': False, 'extensions': exts})
-    text = re.sub(r'\x1b\[[0-9;]*m', '', said.getvalue())
-    if res != 0: raise RuntimeError(f"Jupyter Book could not build the site staged in {stage} ({res!r}):\n{text[-4000:]}")
+    job = dict(stage=str(stage), out=str(out), cfg=str(cfg), doctrees=str(stage/'_doctrees'),
+               overrides={'external_toc_path': str(toc), 'latex_individualpages': False, 'extensions': exts})
+    r = subprocess.run([sys.executable, '-c', _BUILD, json.dumps(job)], capture_output=True, text=True)
+    text = re.sub(r'\x1b\[[0-9;]*m', '', r.stderr)
+    if r.returncode != 0: raise RuntimeError(f"Jupyter Book could not build the site staged in {stage} (exit {r.returncode}):\n{text[-4000:]}")
     return [l for l in text.splitlines() if 'WARNING' in l or 'ERROR' in l]
 
 # %% ../nbs/11_site.ipynb #ae1c3209
