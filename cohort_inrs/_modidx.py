@@ -178,6 +178,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'cohort_inrs.compare._platform': ('compare.html#_platform', 'cohort_inrs/compare.py'),
                                      'cohort_inrs.compare._platforms': ('compare.html#_platforms', 'cohort_inrs/compare.py'),
                                      'cohort_inrs.compare._val': ('compare.html#_val', 'cohort_inrs/compare.py'),
+                                     'cohort_inrs.compare._words': ('compare.html#_words', 'cohort_inrs/compare.py'),
                                      'cohort_inrs.compare._worst_first': ('compare.html#_worst_first', 'cohort_inrs/compare.py'),
                                      'cohort_inrs.compare.compare_arguments': ('compare.html#compare_arguments', 'cohort_inrs/compare.py'),
                                      'cohort_inrs.compare.compare_claims': ('compare.html#compare_claims', 'cohort_inrs/compare.py'),

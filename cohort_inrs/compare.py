@@ -137,6 +137,8 @@ def leaves(x, # a JSON value (a sidecar's `numbers`)
 # %% ../nbs/08b_compare.ipynb #58775962
 CLASSES = ('exact', 'within tolerance', 'differs', 'only in A', 'only in B', 'ignored')
 _NUM = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
+_PATH = re.compile(r'(?:/[\w.@+-]+){2,}/?')  # an absolute path (where a package was installed): the machine's, not the result's
+def _words(s): return _NUM.sub('#', _PATH.sub('<path>', s))
 
 def dig(x, path:tuple): # a JSON value; keys and string list indices
     "The value at `path`, or None where it is missing."
@@ -168,7 +170,7 @@ def judge(rule:Tol, a, b, sd:float|None=None): # the rule; the two values; the s
     if rule.kind == 'close' and _num(a) and _num(b): t = rule.tolerance(a, b, sd); txt = f'±{t:.3g}{rule.unit}' + (' (1 seed sd)' if sd and t == sd else '')
     if same(a, b): return 'exact', txt
     if rule.kind == 'exact': ok = False
-    elif rule.kind == 'words': ok = isinstance(a, str) and isinstance(b, str) and _NUM.sub('#', a) == _NUM.sub('#', b)
+    elif rule.kind == 'words': ok = isinstance(a, str) and isinstance(b, str) and _words(a) == _words(b)
     elif not (_num(a) and _num(b) and math.isfinite(a) and math.isfinite(b)): ok = False
     elif rule.kind == 'side': ok = (a < ALPHA) == (b < ALPHA)
     else: ok = abs(a - b) <= t
