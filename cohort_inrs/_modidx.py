@@ -522,6 +522,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'cohort_inrs.pipeline._headline_c6': ('pipeline.html#_headline_c6', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline._job_files': ('pipeline.html#_job_files', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline._layer_macs': ('pipeline.html#_layer_macs', 'cohort_inrs/pipeline.py'),
+                                      'cohort_inrs.pipeline._masked': ('pipeline.html#_masked', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline._missing_outputs': ( 'pipeline.html#_missing_outputs',
                                                                                  'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline._outs': ('pipeline.html#_outs', 'cohort_inrs/pipeline.py'),

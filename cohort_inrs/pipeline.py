@@ -194,9 +194,16 @@ def _smaller_png(b64:str): # a base64 PNG, as notebooks store it
     buf = io.BytesIO(); im.save(buf, format='png', optimize=True)
     return base64.b64encode(buf.getvalue()).decode() if buf.tell() < len(raw) else b64
 
+_TEMP = re.compile(r'/tmp(?:/tmp[^/\s\'"]*)+')  # a temporary folder (mktemp's, and Python's inside it): a new name every run
+
+def _masked(t): # a text output: a string or a list of lines
+    "The text with temporary folders shown as `/tmp/...`."
+    return [_TEMP.sub('/tmp/...', l) for l in t] if isinstance(t, list) else _TEMP.sub('/tmp/...', t)
+
 def clean_executed(path, # an executed notebook, rewritten in place
                    keep_stderr:bool=False, # keep stderr streams (progress bars, warnings: timings that change every run)
-                   palette:bool=True): # store pictures with a 256-colour palette (the figure files keep every colour)
+                   palette:bool=True, # store pictures with a 256-colour palette (the figure files keep every colour)
+                   temp_paths:bool=False): # show temporary folders as `/tmp/...` (the library notebooks' examples write into them)
     "Strip an executed notebook of what changes from run to run (papermill's timings, execution counts, stderr); pictures in a palette."
     nbformat = need('nbformat', 'dev'); from nbdev.clean import clean_nb
     nb = nbformat.read(str(path), as_version=4)
@@ -206,6 +213,9 @@ def clean_executed(path, # an executed notebook, rewritten in place
         if not keep_stderr: c.outputs = [o for o in c.outputs if o.get('name') != 'stderr']
         for o in c.outputs:
             if palette and 'image/png' in o.get('data', {}): o['data']['image/png'] = _smaller_png(o['data']['image/png'])
+            if not temp_paths: continue
+            if 'text' in o: o['text'] = _masked(o['text'])
+            for k in [k for k in o.get('data', {}) if k.startswith('text/')]: o['data'][k] = _masked(o['data'][k])
     clean_nb(nb, allowed_cell_metadata_keys=['tags'])  # nbdev's own cleaner, with the papermill tags kept
     nbformat.write(nb, str(path))
     return Path(path)
