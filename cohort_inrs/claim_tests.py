@@ -10,14 +10,14 @@ from scipy.stats import mannwhitneyu, wilcoxon
 from .data import coord_grid
 
 # %% auto #0
-__all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'joint_status', 'rule_verdict', 'lower_test',
-           'greater_paired_test', 'top_atoms', 'planted_maps', 'controlled', 'control_report', 'map_measure',
-           'spread_test', 'match_test', 'matching_test', 'shifted_edges', 'contour_specificity', 'contour_test',
-           'contour_controls', 'gap_test', 'as_good_test', 'freeze_rule_test']
+__all__ = ['STATUSES', 'VERDICTS', 'part_status', 'claim_verdict', 'joint_status', 'rule_verdict', 'replicate_status',
+           'lower_test', 'greater_paired_test', 'top_atoms', 'planted_maps', 'controlled', 'control_report',
+           'map_measure', 'spread_test', 'match_test', 'matching_test', 'shifted_edges', 'contour_specificity',
+           'contour_test', 'contour_controls', 'gap_test', 'as_good_test', 'freeze_rule_test']
 
 # %% ../nbs/06a_claim_tests.ipynb #2b1e380a
-STATUSES = ('holds', 'fails', 'cannot tell')
-VERDICTS = ('reproduced', 'partially', 'not reproduced', 'cannot tell')
+STATUSES = ('holds', 'fails', 'cannot tell', 'unstable')  # `unstable`: replicates disagree (`replicate_status`)
+VERDICTS = ('reproduced', 'partially', 'not reproduced', 'cannot tell', 'unstable')
 
 def part_status(detected:bool, # the test found the effect in the real data
                 control:bool, # it found the planted effect (positive control)
@@ -27,9 +27,10 @@ def part_status(detected:bool, # the test found the effect in the real data
     return 'holds' if detected else 'fails'
 
 def claim_verdict(statuses): # the `part_status` of each part of a claim (a list, or a dict of them)
-    "A claim's verdict from its parts: every part holds, some do, none does, or no part could tell."
+    "A claim's verdict from its parts: every part holds, some do, none does, no part could tell, or the replicates of every told part disagree."
     s = list(statuses.values()) if isinstance(statuses, dict) else list(statuses)
     if not s or all(x == 'cannot tell' for x in s): return 'cannot tell'
+    if all(x in ('cannot tell', 'unstable') for x in s): return 'unstable'
     if all(x == 'holds' for x in s): return 'reproduced'
     return 'partially' if 'holds' in s else 'not reproduced'
 
@@ -45,6 +46,17 @@ def rule_verdict(parts): # booleans: whether each part of a fixed rule held (no 
     parts = list(parts.values()) if isinstance(parts, dict) else list(parts)
     return 'reproduced' if parts and all(parts) else 'partially' if any(parts) else 'not reproduced'
 
+
+# %% ../nbs/06a_claim_tests.ipynb #fba34075
+def replicate_status(statuses, # one part's status on each replicate (`holds` / `fails` / `cannot tell`)
+                     agree:float=2/3): # share of replicates that must agree for the status to stand
+    "One status from S replicates, `{'status', 'k', 'S', 'said', 'counts'}`: the majority status if >= `agree` of them share it, else `unstable`."
+    s = list(statuses)
+    if not s: return dict(status='cannot tell', k=0, S=0, said='0 of 0', counts={})
+    counts = {x: s.count(x) for x in dict.fromkeys(s)}  # first-seen order: a tie keeps the earlier status
+    top = max(counts, key=counts.get); k = counts[top]
+    status = top if k >= agree * len(s) - 1e-9 else 'unstable'
+    return dict(status=status, k=k, S=len(s), said=f"{top} in {k} of {len(s)}", counts=counts)
 
 # %% ../nbs/06a_claim_tests.ipynb #790606a5
 def _clean(x): x = torch.as_tensor(x).double().flatten(); return x[~x.isnan()].numpy()

@@ -11,8 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'DataConfig', 'ModelConfig', 'TrainConfig', 'TransferConfig', 'SAEConfig', 'Config', 'get_config',
-           'override', 'params_per_value', 'parse_overrides', 'to_dict', 'config_hash', 'config_from_dict',
-           'seed_everything', 'resolve_device', 'tune_malloc', 'torch_threads']
+           'override', 'replicate_configs', 'params_per_value', 'parse_overrides', 'to_dict', 'config_hash',
+           'config_from_dict', 'seed_everything', 'resolve_device', 'tune_malloc', 'torch_threads']
 
 # %% ../nbs/00_config.ipynb #4b927b5c
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class Config:
     device: str = 'auto'  # `auto` (CUDA when present), `cpu` or `cuda`
     threads: int = 0  # torch CPU threads while building artifacts; 0 = torch's default
     compile: bool = False  # run training steps through torch.compile (the bench measures whether it pays)
+    replicates: int = 1  # independently seeded cohort encoders per (backbone, cohort), seeds `seed`, `seed + 1`, ...: verdicts are counts over them
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -105,7 +106,7 @@ class Config:
 
 # %% ../nbs/00_config.ipynb #347fc5e7
 PROFILES = dict(
-    smoke=Config(profile='smoke', threads=1,  # tiny models: threading overhead exceeds the work
+    smoke=Config(profile='smoke', threads=1, replicates=2,  # tiny models: threading overhead exceeds the work; 2 replicates prove the counting runs
         data=DataConfig(cohorts=('digits', 'lfw@16'), resolution=8, n_train=4, n_test=3),  # one test image more than fitted: validation
         model=ModelConfig(width=32, n_shared=3, ff_m=16),
         train=TrainConfig(steps=60, lr_siren=1e-3, log_every=10, ckpt_every=30),  # width-32 SIRENs need more than 1e-4
@@ -113,19 +114,19 @@ PROFILES = dict(
         sae=SAEConfig(n_atoms=64, k=4, lr=1e-3, batch=256, steps=30)),
     # The study's operating point scaled down (README, "Profiles"): width 64 on 48x48x3 keeps ~2.3 parameters per
     # value for one test-time fit and ~0.23 for the cohort fit; FFMLP's m = 32 keeps its Fourier layer (2m x width) in proportion.
-    cpu=Config(profile='cpu',
-        data=DataConfig(cohorts=('mni152@48', 'mni152cor@48'), resolution=48, n_train=10, n_test=4, channels=3),
+    cpu=Config(profile='cpu', replicates=3,  # 3 encoders per (backbone, cohort): see "Replicates" above
+        data=DataConfig(cohorts=('mni152@48', 'lfw@25'), resolution=48, n_train=10, n_test=7, channels=3),  # a brain and a face cohort
         model=ModelConfig(width=64, ff_m=32),
         train=TrainConfig(steps=5000, lr_ffmlp=5e-3, log_every=50, ckpt_every=1000),  # FFMLP's cohort rate: see "Tuning" above
-        transfer=TransferConfig(steps=2000, n_images=3, seeds=(0, 1), early_step=200, log_every=20,  # 6 fits per config: see "Seeds"
+        transfer=TransferConfig(steps=2000, n_images=6, seeds=(0,), early_step=200, log_every=20, tail_modes=('reinit',),  # 6 fits per replicate: "Seeds"
                                 lr_ffmlp=3e-3, lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),  # FFMLP's test-time rate: the test_time_lr figure
         sae=SAEConfig(n_atoms=1024, k=32, lr=3e-3, batch=512, steps=4000, depths=(2,), lr_decay_start=0.8)),  # see "Tuning" above
     # The study's scale on one GPU: width 256, 5001 cohort steps, 2000 test-time steps, 4096-atom SAEs, 176-px colour cohorts.
-    paper=Config(profile='paper',
+    paper=Config(profile='paper', replicates=3,
         # the coronal brain is 157 px across at 1 mm, so mni152cor is upsampled 157 -> 176 (the axial one is shrunk from 185)
-        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176'), resolution=176, n_train=10, n_test=5, channels=3, allow_upsample=True),
+        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176'), resolution=176, n_train=10, n_test=7, channels=3, allow_upsample=True),
         train=TrainConfig(steps=5001),
-        transfer=TransferConfig(steps=2000, n_images=4, seeds=(0,), early_step=200, log_every=20),
+        transfer=TransferConfig(steps=2000, n_images=6, seeds=(0,), early_step=200, log_every=20),
         sae=SAEConfig(depths=(2,))),
 )
 
@@ -182,6 +183,12 @@ def _coerce_scalar(cur, v):
         if v.lower() in ('0', 'false', 'no', 'off'): return False
         raise ValueError(f"Expected a boolean, got {v!r}.")
     return type(cur)(ast.literal_eval(v)) if isinstance(cur, (int, float)) else v
+
+# %% ../nbs/00_config.ipynb #6559cb0f
+def replicate_configs(cfg:Config): # the experiment
+    "One `Config` per replicate: `cfg` with seed `cfg.seed + r`, r = 0..`cfg.replicates`-1."
+    if cfg.replicates < 1: raise ValueError(f"replicates must be at least 1, got {cfg.replicates}.")
+    return [override(cfg, seed=cfg.seed + r) for r in range(cfg.replicates)]
 
 # %% ../nbs/00_config.ipynb #1b6275ca
 def params_per_value(cfg:Config, # an experiment (its data and model sections are used)

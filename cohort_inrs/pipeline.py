@@ -59,9 +59,9 @@ JOBS = [
     # the same numbers bit for bit (distributed.parallel_map); the compiled sweeps gain nothing that way and stay on two threads
     Job('cohort_fit', 'nbs/figures/cohort_fit.ipynb', {'cpu': dict(workers=2)}, _outs('cohort_fit')),  # C3
     Job('test_time_lr', 'nbs/figures/test_time_lr.ipynb', {'cpu': dict(workers=2)}, _outs('test_time_lr')),  # FFMLP's test-time rate, before the sweeps use it
-    Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {}, _outs('stable_rank')),
-    # C1. cpu: the 4 sweeps run compiled, 1.4-1.5x (SIREN) and 1.16-1.19x (FFMLP) per step for 6-26 s of compiling (README, Benchmarks)
-    Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True)}, _outs('freeze_sweep')),
+    Job('stable_rank', 'nbs/figures/stable_rank.ipynb', {'cpu': dict(workers=2)}, _outs('stable_rank')),  # trains the replicate encoders the sweeps use
+    # C1. cpu: the sweeps (one per encoder) run compiled, 1.4-1.5x (SIREN) and 1.16-1.19x (FFMLP) per step for 6-26 s of compiling (README, Benchmarks)
+    Job('freeze_sweep', 'nbs/figures/freeze_sweep.ipynb', {'cpu': dict(compile_fits=True, workers=2)}, _outs('freeze_sweep')),
     Job('freeze_vs_finetune', 'nbs/figures/freeze_vs_finetune.ipynb', {}, ('freeze_vs_finetune.md', 'freeze_vs_finetune.csv', 'freeze_vs_finetune.json')),  # C2, a table
     # beyond the study (B1): nine freeze-depth rules scored on the C1 sweeps' fits (no refit); cpu: 50-step probe rounds
     Job('freeze_rules', 'nbs/figures/freeze_rules.ipynb', {'cpu': dict(probe_budget=50), 'paper': dict(probe_budget=50)}, _outs('freeze_rules')),
@@ -70,9 +70,10 @@ JOBS = [
                                                        'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
     Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3', workers=2)}, _outs('sae_quality')),  # cpu: 3 depths fit the time budget
     Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {'cpu': dict(workers=2)}, _outs('atom_gallery')),
-    # C4, C5. cross_seed=1 retrains the second cohort from another seed, so cross-cohort atom matches cannot come from a shared init
-    Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1, workers=2), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
-    Job('ablation', 'nbs/figures/ablation.ipynb', {}, _outs('ablation')),  # C6
+    # C4, C5. cross_seed=1 takes the second cohort from another seed (replicate r+1's), so cross-cohort atom matches cannot come from a shared init;
+    # cpu: replicate 0's SAEs only (3 encoders' SAEs do not fit 30 minutes); the paper profile measures every replicate
+    Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1, workers=2, replicates=1), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
+    Job('ablation', 'nbs/figures/ablation.ipynb', {'cpu': dict(replicates=1)}, _outs('ablation')),  # C6
     # the atom atlas (web pages); after atom_localisation and ablation, whose cached artifacts it reads, and with the same cross_seed
     Job('atlas', 'nbs/figures/atlas.ipynb', {'cpu': dict(cross_seed=1), 'paper': dict(cross_seed=1)}, ('atlas/index.html', 'atlas.json')),
 ]
@@ -406,15 +407,17 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     params = {j.name: j.params(cfg.profile) for j in JOBS}
     all_depths = set(s.depths or range(1, cfg.model.n_shared + 1))
     first_depths = all_depths | {int(x) for x in str(params.get('sae_quality', {}).get('depths', '')).split(',') if x.strip()}
-    cross = 1 if params.get('atom_localisation', {}).get('cross_seed') else 0  # the second cohort retrained from another seed
+    R = cfg.replicates  # every cohort INR and sweep once per replicate encoder
+    R_sae = int(params.get('atom_localisation', {}).get('replicates', 0) or R)  # replicate encoders with their own SAEs (the atom jobs')
+    cross = 1 if params.get('atom_localisation', {}).get('cross_seed') else 0  # later cohorts from seed + r + 1: replicate r+1's, one more for the last
     for i, spec in enumerate(d.cohorts):
         P = (parse_spec(spec)[2] or d.resolution) ** 2
         for b in cfg.model.backbones:
             co, sw = fits(cfg, b, P)
-            out['cohorts'] += (1 + cross * (i == 1)) * co; out['sweeps'] += sw
+            out['cohorts'] += (R + cross * (i >= 1) * (R_sae >= R)) * co; out['sweeps'] += R * sw
             if i == 0 and b == 'ffmlp':
                 out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cfg, b) + _layer_macs(cfg, b, 2) + 3 * head)
-            n_sae = len(first_depths if i == 0 else all_depths) + cross * (i == 1) * len(all_depths)  # the sae_quality job's depths on the first cohort
+            n_sae = len(first_depths if i == 0 else all_depths) + (R_sae - 1 + cross * (i >= 1)) * len(all_depths)  # sae_quality's depths on the first cohort
             out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cfg, b, 0, 2) + 6 * 2 * w * s.n_atoms)
     rm = params.get('regime_map', {}); ints = lambda v: [int(x) for x in str(v).split(',') if x.strip()]
     for wd in ints(rm.get('widths', '')):
@@ -517,9 +520,10 @@ def _frac(parts:dict|None): # a claim's parts: name -> `holds` / `fails` / `cann
     return f"{sum(s == 'holds' for s in parts.values())} of {len(parts)}" if parts else '?'
 
 def _headline_c1(v):
-    pairs = {k: p for k, p in v['values'].items() if isinstance(p, dict) and 'readout_by_depth' in p}
-    gap = max(max(p['readout_by_depth'][1:]) - p['readout_by_depth'][p['d_star']] for p in pairs.values())
-    return f"d* as good as the best depth (and better than its nulls) in {_frac(v.get('parts'))} pairs; largest shortfall {gap:.2f} dB"
+    fits = [x for p in v['values'].values() if isinstance(p, dict) for x in p.get('replicates', [p]) if 'readout_by_depth' in x]  # one per encoder
+    gap = max(max(x['readout_by_depth'][1:]) - x['readout_by_depth'][x['d_star']] for x in fits)
+    n = v.get('replicates', 1); reps = f" (each where >= 2/3 of its {n} replicate encoders agree)" if n > 1 else ''
+    return f"d* as good as the best depth (and better than its nulls) in {_frac(v.get('parts'))} pairs{reps}; largest shortfall {gap:.2f} dB"
 
 def _headline_c2(v):
     d = [p['diff'] for k, p in v['values'].items() if k.endswith('/through')]
@@ -639,7 +643,9 @@ def claims_report(profile:str='cpu', # profile name (for the title and the defau
           "figure notebook computed. Built only from the figures' JSON sidecars in this folder; no number is typed in by hand.", '',
           "Where a claim is tested with controls, each part is `holds` or `fails` only if the test found a planted case of the "
           "effect (positive control) and stayed quiet on a null; otherwise the part reads `cannot tell` and gives no verdict. "
-          "Claims about the freeze rule give the verdict under both readings: `through` freezes layers 1..d*, `before` 1..d*-1.", '',
+          "Claims about the freeze rule give the verdict under both readings: `through` freezes layers 1..d*, `before` 1..d*-1. "
+          "Where a claim is measured on several independently seeded encoders (replicates), each part says in how many of them its "
+          "status held (\"holds in 2 of 3\"); a status stands only where at least 2/3 of the replicates agree, else the part is `unstable`.", '',
 ]
     md += [details(r) for r in rows]
     md += ['', 'Summary: ' + ', '.join(f'{n} {v}' for v, n in counts.items()) + '.', '']

@@ -21,7 +21,7 @@ def check_row(r):
 
 def test_operating_point_shapes_follow_the_profiles():
     cpu, paper = op_shape('cpu'), op_shape('paper')
-    assert (cpu['width'], cpu['resolution'], cpu['channels'], cpu['n_signals'], cpu['L'], cpu['n_images']) == (64, 48, 3, 10, 5, 3)
+    assert (cpu['width'], cpu['resolution'], cpu['channels'], cpu['n_signals'], cpu['L'], cpu['n_images'], cpu['n_seeds']) == (64, 48, 3, 10, 5, 6, 1)
     assert (paper['width'], paper['resolution'], paper['channels']) == (256, 176, 3) and paper['label'] == 'paper 176x176x3 w256'
     assert 'of 176x176' in op_shape('paper', resolution=64)['label']  # a scaled shape says so
 

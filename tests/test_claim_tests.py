@@ -28,3 +28,21 @@ def test_late_readout_ignores_a_last_step_jump_and_the_rule_test_reads_it():
     assert s['best_depth'] == 1 and s['best_depth_late_median'] == 2  # the last step alone picks the wrong depth
     r = freeze_rule_test(s['depth_readout'], 1, control_gap=2.)
     assert (r['best'], r['status']) == (2, 'fails') and abs(r['real']['gap'] - 3) < 1e-5, r
+
+def test_replicates_vote_and_disagreement_reads_unstable():
+    from cohort_inrs.claim_tests import replicate_status, claim_verdict
+    from cohort_inrs.config import get_config, replicate_configs
+    ref = torch.tensor([50., 51., 49., 50.5, 49.5, 50.2])
+    tie, gap = ref - torch.tensor([0.1, -0.2, 0.3, 0.0, 0.1, -0.1]), ref - 3 + torch.tensor([0.2, -0.2, 0.1, 0.0, -0.1, 0.0])
+    # three replicate encoders of one pair: two ties and one 3 dB shortfall -> the tie stands, 2 of 3
+    r = replicate_status([as_good_test(ref, b)['status'] for b in (tie, tie, gap)])
+    assert (r['status'], r['k'], r['S'], r['said']) == ('holds', 2, 3, 'holds in 2 of 3'), r
+    # one of each: no status has 2/3, the part is unstable, and a claim of unstable parts is unstable (not "not reproduced")
+    noisy = ref + torch.tensor([4., -4., 3., -3., 2., -2.])
+    u = replicate_status([as_good_test(ref, b)['status'] for b in (tie, gap, noisy)])
+    assert u['status'] == 'unstable' and u['counts'] == {'holds': 1, 'fails': 1, 'cannot tell': 1}, u
+    assert claim_verdict({'a': u['status'], 'b': 'cannot tell'}) == 'unstable' and claim_verdict([u['status'], 'holds']) == 'partially'
+    # replicate r is the experiment from seed + r; replicate 0 is the experiment itself (its cached artifacts serve both)
+    cfg = get_config('cpu', seed=4)
+    reps = replicate_configs(cfg)
+    assert [c.seed for c in reps] == [4, 5, 6] and reps[0] == cfg and all(c.data == cfg.data and c.transfer == cfg.transfer for c in reps)

@@ -256,7 +256,7 @@ def test_claims_report_from_fake_sidecars(tmp_path):
     assert 'needs a verdict' in rows['C5']['measured'] and "'yes!'" in rows['C5']['measured']
     assert 'not valid JSON' in rows['C6']['measured']
     assert rows['C3']['values'] == {'siren': 30.1, 'ffmlp': 29.8} and rows['C3']['git'] == 'abc'
-    assert d['summary'] == {'reproduced': 1, 'partially': 1, 'not reproduced': 1, 'cannot tell': 1, 'not measured': 2}
+    assert d['summary'] == {'reproduced': 1, 'partially': 1, 'not reproduced': 1, 'cannot tell': 1, 'unstable': 0, 'not measured': 2}
     assert (fig/'claims.md').read_text() == md
     assert json.loads((fig/'claims.json').read_text()) == json.loads(json.dumps(d))
     lines = md.splitlines()
