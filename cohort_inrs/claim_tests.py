@@ -56,7 +56,8 @@ def replicate_status(statuses, # one part's status on each replicate (`holds` / 
     counts = {x: s.count(x) for x in dict.fromkeys(s)}  # first-seen order: a tie keeps the earlier status
     top = max(counts, key=counts.get); k = counts[top]
     status = top if k >= agree * len(s) - 1e-9 else 'unstable'
-    return dict(status=status, k=k, S=len(s), said=f"{top} in {k} of {len(s)}", counts=counts)
+    said = f"{top} in {k} of {len(s)}" if status != 'unstable' else ', '.join(f'{x} in {n}' for x, n in counts.items()) + f' of {len(s)}'
+    return dict(status=status, k=k, S=len(s), said=said, counts=counts)
 
 # %% ../nbs/06a_claim_tests.ipynb #790606a5
 def _clean(x): x = torch.as_tensor(x).double().flatten(); return x[~x.isnan()].numpy()
