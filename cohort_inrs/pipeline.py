@@ -70,10 +70,10 @@ JOBS = [
                                                        'paper': dict(widths='64,128,256', resolutions='64,128,176')}, _outs('regime_map')),
     Job('sae_quality', 'nbs/figures/sae_quality.ipynb', {'cpu': dict(cohorts='mni152@48', depths='1,2,3', workers=2)}, _outs('sae_quality')),  # cpu: 3 depths fit the time budget
     Job('atom_gallery', 'nbs/figures/atom_gallery.ipynb', {'cpu': dict(workers=2)}, _outs('atom_gallery')),
-    # C4, C5. cross_seed=1 takes the second cohort from another seed (replicate r+1's), so cross-cohort atom matches cannot come from a shared init;
-    # cpu: replicate 0's SAEs only (3 encoders' SAEs do not fit 30 minutes); the paper profile measures every replicate
-    Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1, workers=2, replicates=1), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
-    Job('ablation', 'nbs/figures/ablation.ipynb', {'cpu': dict(replicates=1)}, _outs('ablation')),  # C6
+    # C4, C5, on every replicate encoder (each its own SAEs). cross_seed=1 takes the second cohort from another replicate (r+1, cyclically),
+    # so cross-cohort atom matches cannot come from a shared init
+    Job('atom_localisation', 'nbs/figures/atom_localisation.ipynb', {'cpu': dict(cross_seed=1, workers=2), 'paper': dict(cross_seed=1)}, _outs('atom_localisation')),
+    Job('ablation', 'nbs/figures/ablation.ipynb', {}, _outs('ablation')),  # C6, on every replicate encoder
     # the atom atlas (web pages); after atom_localisation and ablation, whose cached artifacts it reads, and with the same cross_seed
     Job('atlas', 'nbs/figures/atlas.ipynb', {'cpu': dict(cross_seed=1), 'paper': dict(cross_seed=1)}, ('atlas/index.html', 'atlas.json')),
 ]
@@ -409,15 +409,15 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     first_depths = all_depths | {int(x) for x in str(params.get('sae_quality', {}).get('depths', '')).split(',') if x.strip()}
     R = cfg.replicates  # every cohort INR and sweep once per replicate encoder
     R_sae = int(params.get('atom_localisation', {}).get('replicates', 0) or R)  # replicate encoders with their own SAEs (the atom jobs')
-    cross = 1 if params.get('atom_localisation', {}).get('cross_seed') else 0  # later cohorts from seed + r + 1: replicate r+1's, one more for the last
+    cross = 1 if params.get('atom_localisation', {}).get('cross_seed') else 0  # later cohorts from replicate r+1 (cyclically), or seed + 1 alone
     for i, spec in enumerate(d.cohorts):
         P = (parse_spec(spec)[2] or d.resolution) ** 2
         for b in cfg.model.backbones:
             co, sw = fits(cfg, b, P)
-            out['cohorts'] += (R + cross * (i >= 1) * (R_sae >= R)) * co; out['sweeps'] += R * sw
+            out['cohorts'] += (R + cross * (i >= 1) * (R_sae == 1 == R)) * co; out['sweeps'] += R * sw
             if i == 0 and b == 'ffmlp':
                 out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cfg, b) + _layer_macs(cfg, b, 2) + 3 * head)
-            n_sae = len(first_depths if i == 0 else all_depths) + (R_sae - 1 + cross * (i >= 1)) * len(all_depths)  # sae_quality's depths on the first cohort
+            n_sae = len(first_depths if i == 0 else all_depths) + (R_sae - 1 + cross * (i >= 1) * (R_sae == 1)) * len(all_depths)  # sae_quality's depths on the first cohort
             out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cfg, b, 0, 2) + 6 * 2 * w * s.n_atoms)
     rm = params.get('regime_map', {}); ints = lambda v: [int(x) for x in str(v).split(',') if x.strip()]
     for wd in ints(rm.get('widths', '')):
