@@ -520,13 +520,15 @@ def _frac(parts:dict|None): # a claim's parts: name -> `holds` / `fails` / `cann
     return f"{sum(s == 'holds' for s in parts.values())} of {len(parts)}" if parts else '?'
 
 def _headline_c1(v):
-    fits = [x for p in v['values'].values() if isinstance(p, dict) for x in p.get('replicates', [p]) if 'readout_by_depth' in x]  # one per encoder
+    out = v.get('out_of_regime') or {}  # pairs whose fits memorise: outside the study's operating point, not counted
+    fits = [x for k, p in v['values'].items() if isinstance(p, dict) and k not in out for x in p.get('replicates', [p]) if 'readout_by_depth' in x]  # one per encoder
     gap = max(max(x['readout_by_depth'][1:]) - x['readout_by_depth'][x['d_star']] for x in fits)
     n = v.get('replicates', 1); reps = f" (each where >= 2/3 of its {n} replicate encoders agree)" if n > 1 else ''
     return f"d* as good as the best depth (and better than its nulls) in {_frac(v.get('parts'))} pairs{reps}; largest shortfall {gap:.2f} dB"
 
 def _headline_c2(v):
-    d = [p['diff'] for k, p in v['values'].items() if k.endswith('/through')]
+    out = v.get('out_of_regime') or {}  # pairs whose fits memorise: outside the study's operating point, not counted
+    d = [p['diff'] for k, p in v['values'].items() if k.endswith('/through') and k.rsplit('/', 1)[0] not in out]
     return f"freeze 1..d* minus fine-tune: mean {sum(d)/len(d):+.2f} dB, worst {min(d):+.2f} dB ({len(d)} pairs)"
 
 def _headline_c3(v):
