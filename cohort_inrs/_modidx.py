@@ -212,6 +212,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'cohort_inrs.config._check_names': ('config.html#_check_names', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config._coerce': ('config.html#_coerce', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config._coerce_scalar': ('config.html#_coerce_scalar', 'cohort_inrs/config.py'),
+                                    'cohort_inrs.config._width_item': ('config.html#_width_item', 'cohort_inrs/config.py'),
+                                    'cohort_inrs.config.cohort_config': ('config.html#cohort_config', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.config_from_dict': ('config.html#config_from_dict', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.config_hash': ('config.html#config_hash', 'cohort_inrs/config.py'),
                                     'cohort_inrs.config.get_config': ('config.html#get_config', 'cohort_inrs/config.py'),

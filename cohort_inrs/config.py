@@ -11,8 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'DataConfig', 'ModelConfig', 'TrainConfig', 'TransferConfig', 'SAEConfig', 'Config', 'get_config',
-           'override', 'replicate_configs', 'params_per_value', 'parse_overrides', 'to_dict', 'config_hash',
-           'config_from_dict', 'seed_everything', 'resolve_device', 'tune_malloc', 'torch_threads']
+           'override', 'replicate_configs', 'cohort_config', 'params_per_value', 'parse_overrides', 'to_dict',
+           'config_hash', 'config_from_dict', 'seed_everything', 'resolve_device', 'tune_malloc', 'torch_threads']
 
 # %% ../nbs/00_config.ipynb #4b927b5c
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ModelConfig:
     w0: float = 30.0  # SIREN frequency factor, in every layer [authors]
     ff_m: int = 256  # number of Gaussian Fourier frequencies (Tancik et al.)
     ff_sigma: float = 0.0  # std of B in cycles per unit of the coordinate range; 0 = choose from the resolution (`default_ff_sigma`)
+    cohort_widths: tuple = ()  # a cohort's own hidden width, as `spec:width` items (`lfw@25:32`): a smaller image keeps the operating point
 
 # %% ../nbs/00_config.ipynb #9de8d867
 @dataclass(frozen=True)
@@ -112,11 +113,11 @@ PROFILES = dict(
         train=TrainConfig(steps=60, lr_siren=1e-3, log_every=10, ckpt_every=30),  # width-32 SIRENs need more than 1e-4
         transfer=TransferConfig(steps=30, n_images=2, seeds=(0,), early_step=10, log_every=5),
         sae=SAEConfig(n_atoms=64, k=4, lr=1e-3, batch=256, steps=30)),
-    # The study's operating point scaled down (README, "Profiles"): width 64 on 48x48x3 keeps ~2.3 parameters per
+    # The study's operating point scaled down (README, "Profiles"): width 64 on 48x48x3 (width 32 on 25x25x3) keeps ~2.3 parameters per
     # value for one test-time fit and ~0.23 for the cohort fit; FFMLP's m = 32 keeps its Fourier layer (2m x width) in proportion.
     cpu=Config(profile='cpu', replicates=3,  # 3 encoders per (backbone, cohort): see "Replicates" above
         data=DataConfig(cohorts=('mni152@48', 'lfw@25'), resolution=48, n_train=10, n_test=7, channels=3),  # a brain and a face cohort
-        model=ModelConfig(width=64, ff_m=32),
+        model=ModelConfig(width=64, ff_m=32, cohort_widths=('lfw@25:32',)),  # the 25-px faces at width 32: the same ratios ("Two kinds of image")
         train=TrainConfig(steps=5000, lr_ffmlp=5e-3, log_every=50, ckpt_every=1000),  # FFMLP's cohort rate: see "Tuning" above
         transfer=TransferConfig(steps=2000, n_images=6, seeds=(0,), early_step=200, log_every=20, tail_modes=('reinit',),  # 6 fits per replicate: "Seeds"
                                 lr_ffmlp=3e-3, lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),  # FFMLP's test-time rate: the test_time_lr figure
@@ -124,7 +125,8 @@ PROFILES = dict(
     # The study's scale on one GPU: width 256, 5001 cohort steps, 2000 test-time steps, 4096-atom SAEs, 176-px colour cohorts.
     paper=Config(profile='paper', replicates=3,
         # the coronal brain is 157 px across at 1 mm, so mni152cor is upsampled 157 -> 176 (the axial one is shrunk from 185)
-        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176'), resolution=176, n_train=10, n_test=7, channels=3, allow_upsample=True),
+        data=DataConfig(cohorts=('mni152@176', 'mni152cor@176', 'lfw@25'), resolution=176, n_train=10, n_test=7, channels=3, allow_upsample=True),
+        model=ModelConfig(cohort_widths=('lfw@25:32',)),  # the faces at the study's ratios, as in the cpu profile
         train=TrainConfig(steps=5001),
         transfer=TransferConfig(steps=2000, n_images=6, seeds=(0,), early_step=200, log_every=20),
         sae=SAEConfig(depths=(2,))),
@@ -189,6 +191,20 @@ def replicate_configs(cfg:Config): # the experiment
     "One `Config` per replicate: `cfg` with seed `cfg.seed + r`, r = 0..`cfg.replicates`-1."
     if cfg.replicates < 1: raise ValueError(f"replicates must be at least 1, got {cfg.replicates}.")
     return [override(cfg, seed=cfg.seed + r) for r in range(cfg.replicates)]
+
+# %% ../nbs/00_config.ipynb #4a0c7d1c
+def _width_item(item:str): # a `spec:width` item of `model.cohort_widths`
+    "`(spec, width)` from one `model.cohort_widths` item; a malformed one raises."
+    spec, sep, w = str(item).rpartition(':')  # the last colon: a `folder:PATH` spec holds one too
+    if not (sep and spec.strip() and w.strip().isdigit() and int(w) >= 1):
+        raise ValueError(f"A model.cohort_widths item must look like 'spec:width', e.g. 'lfw@25:32'; got {item!r}.")
+    return spec.strip(), int(w)
+
+def cohort_config(cfg:Config, # the experiment
+                  spec:str): # a cohort spec, as `data.cohorts` lists it
+    "The experiment as it runs on cohort `spec`: `model.width` replaced by the spec's entry in `model.cohort_widths`, if any."
+    w = dict(_width_item(it) for it in cfg.model.cohort_widths).get(str(spec).strip())
+    return cfg if w is None or w == cfg.model.width else override(cfg, **{'model.width': w})
 
 # %% ../nbs/00_config.ipynb #1b6275ca
 def params_per_value(cfg:Config, # an experiment (its data and model sections are used)

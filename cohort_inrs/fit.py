@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .config import Config, get_config, config_hash, to_dict, seed_everything, resolve_device, torch_threads
+from .config import Config, get_config, cohort_config, config_hash, to_dict, seed_everything, resolve_device, torch_threads
 from .store import artifact_path, cached, save_tensors, load_tensors, atomic_path, read_meta
 from .data import load_cohort, coord_grid
 from .models import CohortINR, StackedINR, DepthStack, save_inr, load_inr, canonical_configs, plain_ops
@@ -245,7 +245,7 @@ def cohort_key(cfg:Config, # the experiment
     d = cfg.data
     return {'kind': 'cohort', 'cohort': spec, 'backbone': backbone, 'seed': cfg.seed,
             'data': {k: v for k, v in to_dict(d).items() if k != 'cohorts'},  # every field but the list of cohorts
-            'model': {k: getattr(cfg.model, k) for k in ('width', 'n_shared', 'w0', 'ff_m', 'ff_sigma')},
+            'model': {k: getattr(cohort_config(cfg, spec).model, k) for k in ('width', 'n_shared', 'w0', 'ff_m', 'ff_sigma')},  # the cohort's own width
             'train': _own_lr(to_dict(cfg.train), backbone)}
 
 def _own_lr(section:dict, backbone:str):
@@ -268,7 +268,7 @@ def cohort_model(cfg:Config, # the experiment
         with torch_threads(cfg.threads):
             seed_everything(cfg.seed)
             span = coh.coord_range[1] - coh.coord_range[0]
-            net = CohortINR.from_config(cfg.model, backbone, coh.n_train, coh.channels, coh.resolution, seed=cfg.seed, span=span).to(dev)
+            net = CohortINR.from_config(cohort_config(cfg, spec).model, backbone, coh.n_train, coh.channels, coh.resolution, seed=cfg.seed, span=span).to(dev)
             ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
             hist = train_cohort(net, coh.coords(), coh.targets('train'), cfg.train.steps, cfg.train.lr(backbone),
                                 cfg.train.batch_pixels, cfg.train.log_every, ck, cfg.train.ckpt_every, cfg.seed, progress,

@@ -398,8 +398,9 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     from cohort_inrs.models import canonical_configs
     from cohort_inrs.data import parse_spec
     from cohort_inrs.regime import cell_config
-    d, t, s, w = cfg.data, cfg.transfer, cfg.sae, cfg.model.width
-    head = w * d.channels; out = dict(cohorts=0., lr_sweep=0., sweeps=0., saes=0., regime_map=0.)
+    from cohort_inrs.config import cohort_config
+    d, t, s = cfg.data, cfg.transfer, cfg.sae
+    out = dict(cohorts=0., lr_sweep=0., sweeps=0., saes=0., regime_map=0.)
     def fits(c, b, P):  # one cohort fit and its freeze sweep: both are `6 x steps x pixels x multiply-adds`
         n_fit = min(c.transfer.n_images, c.data.n_test) * len(c.transfer.seeds); hd = c.model.width * c.data.channels
         return (6 * c.train.steps * P * (_layer_macs(c, b) + c.data.n_train * hd),
@@ -411,14 +412,14 @@ def estimate_flops(cfg): # the experiment a regeneration runs
     R_sae = int(params.get('atom_localisation', {}).get('replicates', 0) or R)  # replicate encoders with their own SAEs (the atom jobs')
     cross = 1 if params.get('atom_localisation', {}).get('cross_seed') else 0  # later cohorts from replicate r+1 (cyclically), or seed + 1 alone
     for i, spec in enumerate(d.cohorts):
-        P = (parse_spec(spec)[2] or d.resolution) ** 2
+        P = (parse_spec(spec)[2] or d.resolution) ** 2; cc = cohort_config(cfg, spec)  # the cohort's own width
         for b in cfg.model.backbones:
-            co, sw = fits(cfg, b, P)
+            co, sw = fits(cc, b, P)
             out['cohorts'] += (R + cross * (i >= 1) * (R_sae == 1 == R)) * co; out['sweeps'] += R * sw
             if i == 0 and b == 'ffmlp':
-                out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cfg, b) + _layer_macs(cfg, b, 2) + 3 * head)
+                out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cc, b) + _layer_macs(cc, b, 2) + 3 * cc.model.width * d.channels)
             n_sae = len(first_depths if i == 0 else all_depths) + (R_sae - 1 + cross * (i >= 1) * (R_sae == 1)) * len(all_depths)  # sae_quality's depths on the first cohort
-            out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cfg, b, 0, 2) + 6 * 2 * w * s.n_atoms)
+            out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cc, b, 0, 2) + 6 * 2 * cc.model.width * s.n_atoms)
     rm = params.get('regime_map', {}); ints = lambda v: [int(x) for x in str(v).split(',') if x.strip()]
     for wd in ints(rm.get('widths', '')):
         for r in ints(rm.get('resolutions', '')):

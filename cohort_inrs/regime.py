@@ -23,7 +23,7 @@ def cell_config(cfg:Config, # the experiment
     "The cell's `(config, cohort spec)`: `cfg` with width and resolution replaced (`reinit` tails and the first seed only), the spec's `@N` set to `resolution`."
     s = spec_at(spec, resolution)  # `data.parse_spec` reads the spec: a path may hold `@` or `/`
     if int(width) == cfg.model.width and int(resolution) == cfg.data.resolution: return cfg, s  # the profile's own cell: its artifacts
-    ch = {'model.width': int(width), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',),
+    ch = {'model.width': int(width), 'model.cohort_widths': (), 'data.resolution': int(resolution), 'transfer.tail_modes': ('reinit',),  # the cell's width, whatever the cohort's own
           'transfer.seeds': tuple(cfg.transfer.seeds[:1])}  # one seed: the map has many cells
     return override(cfg, **ch, **({'transfer.n_images': int(n_images)} if n_images else {})), s
 

@@ -40,6 +40,18 @@ def test_cohort_model_is_cached_and_learns(digits):
     mean_img = coh.train.mean(0, keepdim=True).expand_as(coh.train)
     assert psnr(reconstruct(net, coh), coh.train).mean() > psnr(mean_img, coh.train).mean() + 10
 
+def test_a_cohort_with_its_own_width_trains_and_sweeps_at_that_width():
+    "`model.cohort_widths` narrows one cohort's network (cache key, INR, test-time fits); the other cohort keeps the profile's width."
+    cfg = get_config('smoke', train=dict(steps=20), transfer=dict(steps=6, log_every=3, early_step=3), **{'model.cohort_widths': ('digits:12',)})
+    net, _, _ = cohort_model(cfg, 'siren', 'digits', progress=False)
+    assert net.width == 12 and net.head_w.shape[-1] == 12  # the shared layers and the heads are 12 wide
+    other, _, _ = cohort_model(cfg, 'siren', 'lfw@16', progress=False)
+    assert other.width == cfg.model.width == 32
+    sw = freeze_sweep(cfg, 'siren', 'digits', progress=False)
+    assert torch.isfinite(sw['psnr']).all() and sw['psnr'].shape[0] == len(sw['configs'])
+    plain, _, _ = cohort_model(get_config('smoke', train=dict(steps=20)), 'siren', 'digits', progress=False)
+    assert plain.width == 32  # without the entry the cache gives the profile's width, not the narrow INR
+
 def trained_cohort(digits, backbone):
     "A smoke-size cohort INR trained for 40 steps on `digits`: the starting point of the test-time fit tests."
     cfg = get_config('smoke')
