@@ -40,7 +40,7 @@ class ModelConfig:
     w0: float = 30.0  # SIREN frequency factor, in every layer [authors]
     ff_m: int = 256  # number of Gaussian Fourier frequencies (Tancik et al.)
     ff_sigma: float = 0.0  # std of B in cycles per unit of the coordinate range; 0 = choose from the resolution (`default_ff_sigma`)
-    cohort_widths: tuple = ()  # a cohort's own hidden width, as `spec:width` items (`lfw@25:32`): a smaller image keeps the operating point
+    cohort_widths: tuple = ()  # a cohort's own hidden width (and FFMLP's m), as `spec:width[:m]` items (`lfw@25:32`): a smaller image keeps the operating point
 
 # %% ../nbs/00_config.ipynb #9de8d867
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ PROFILES = dict(
     paper=Config(profile='paper', replicates=3,
         # the coronal brain is 157 px across at 1 mm, so mni152cor is upsampled 157 -> 176 (the axial one is shrunk from 185)
         data=DataConfig(cohorts=('mni152@176', 'mni152cor@176', 'lfw@25'), resolution=176, n_train=10, n_test=7, channels=3, allow_upsample=True),
-        model=ModelConfig(cohort_widths=('lfw@25:32',)),  # the faces at the study's ratios, as in the cpu profile
+        model=ModelConfig(cohort_widths=('lfw@25:32:32',)),  # the faces at the study's ratios, as in the cpu profile: width 32, m = 32
         train=TrainConfig(steps=5001),
         transfer=TransferConfig(steps=2000, n_images=6, seeds=(0,), early_step=200, log_every=20),
         sae=SAEConfig(depths=(2,))),
@@ -193,18 +193,21 @@ def replicate_configs(cfg:Config): # the experiment
     return [override(cfg, seed=cfg.seed + r) for r in range(cfg.replicates)]
 
 # %% ../nbs/00_config.ipynb #4a0c7d1c
-def _width_item(item:str): # a `spec:width` item of `model.cohort_widths`
-    "`(spec, width)` from one `model.cohort_widths` item; a malformed one raises."
-    spec, sep, w = str(item).rpartition(':')  # the last colon: a `folder:PATH` spec holds one too
-    if not (sep and spec.strip() and w.strip().isdigit() and int(w) >= 1):
-        raise ValueError(f"A model.cohort_widths item must look like 'spec:width', e.g. 'lfw@25:32'; got {item!r}.")
-    return spec.strip(), int(w)
+def _width_item(item:str): # a `spec:width[:m]` item of `model.cohort_widths`
+    "`(spec, {field: value})` from one `model.cohort_widths` item; a malformed one raises."
+    head, nums = str(item).strip(), []
+    while len(nums) < 2 and ':' in head and head.rpartition(':')[2].strip().isdigit():  # numbers peel off the right: a `folder:PATH` spec holds a colon too
+        head, _, n = head.rpartition(':'); nums.insert(0, int(n))
+    if not nums or not head.strip() or min(nums) < 1:
+        raise ValueError(f"A model.cohort_widths item must look like 'spec:width' or 'spec:width:m', e.g. 'lfw@25:32'; got {item!r}.")
+    return head.strip(), dict(zip(('width', 'ff_m'), nums))
 
 def cohort_config(cfg:Config, # the experiment
                   spec:str): # a cohort spec, as `data.cohorts` lists it
-    "The experiment as it runs on cohort `spec`: `model.width` replaced by the spec's entry in `model.cohort_widths`, if any."
-    w = dict(_width_item(it) for it in cfg.model.cohort_widths).get(str(spec).strip())
-    return cfg if w is None or w == cfg.model.width else override(cfg, **{'model.width': w})
+    "The experiment as it runs on cohort `spec`: `model.width` (and `ff_m`) replaced by the spec's entry in `model.cohort_widths`, if any."
+    own = dict(_width_item(it) for it in cfg.model.cohort_widths).get(str(spec).strip(), {})
+    own = {f'model.{k}': v for k, v in own.items() if getattr(cfg.model, k) != v}
+    return override(cfg, **own) if own else cfg
 
 # %% ../nbs/00_config.ipynb #1b6275ca
 def params_per_value(cfg:Config, # an experiment (its data and model sections are used)
