@@ -258,7 +258,7 @@ def atlas_data(cfg:Config, # the experiment (profile settings)
                 psnr_spliced=sig(scan['psnr_spliced']), psnr_inr=sig(scan['psnr_inr']), match=match_meta, summary=summary,
                 largest_drop=dict(db=sig(dmax.max()), atom=int(dmax.argmax()), head=int(dhead[dmax.argmax()])),
                 seed=cfg.seed, width=net.width, n_shared=net.n_shared,
-                sae=dict(n_atoms=cfg.sae.n_atoms, k=cfg.sae.k, steps=cfg.sae.steps, variant=cfg.sae.variant),
+                sae=dict(n_atoms=sae.n_atoms, k=sae.k, steps=cfg.sae.steps, variant=cfg.sae.variant),  # the dictionary's own size (a cohort's width scales it)
                 sorts=sorts, default_sort='mean', git=git_revision(), seconds=round(time.time() - t0, 2))
     images = list((coh.train.clamp(0, 1) * 255).round().to(torch.uint8).numpy())  # one PNG per head, encoded later
     return dict(meta=meta, atoms=atoms, sprites=sprites, images=images)

@@ -204,10 +204,11 @@ def _width_item(item:str): # a `spec:width[:m]` item of `model.cohort_widths`
 
 def cohort_config(cfg:Config, # the experiment
                   spec:str): # a cohort spec, as `data.cohorts` lists it
-    "The experiment as it runs on cohort `spec`: `model.width` (and `ff_m`) replaced by the spec's entry in `model.cohort_widths`, if any."
+    "The experiment as it runs on cohort `spec`: the width (and `ff_m`) of its entry in `model.cohort_widths`, if any, and SAE dictionaries scaled with the width."
     own = dict(_width_item(it) for it in cfg.model.cohort_widths).get(str(spec).strip(), {})
-    own = {f'model.{k}': v for k, v in own.items() if getattr(cfg.model, k) != v}
-    return override(cfg, **own) if own else cfg
+    ch = {f'model.{k}': v for k, v in own.items() if getattr(cfg.model, k) != v}
+    if 'model.width' in ch: ch['sae.n_atoms'] = max(1, round(cfg.sae.n_atoms * own['width'] / cfg.model.width))  # the dictionary keeps its size per unit of width
+    return override(cfg, **ch) if ch else cfg
 
 # %% ../nbs/00_config.ipynb #1b6275ca
 def params_per_value(cfg:Config, # an experiment (its data and model sections are used)

@@ -419,7 +419,7 @@ def estimate_flops(cfg): # the experiment a regeneration runs
             if i == 0 and b == 'ffmlp':
                 out['lr_sweep'] += 6 * t.steps * P * (d.n_test - min(t.n_images, d.n_test)) * len(t.lr_grid) * (2 * _layer_macs(cc, b) + _layer_macs(cc, b, 2) + 3 * cc.model.width * d.channels)
             n_sae = len(first_depths if i == 0 else all_depths) + (R_sae - 1 + cross * (i >= 1) * (R_sae == 1)) * len(all_depths)  # sae_quality's depths on the first cohort
-            out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cc, b, 0, 2) + 6 * 2 * cc.model.width * s.n_atoms)
+            out['saes'] += n_sae * s.steps * s.batch * (2 * _layer_macs(cc, b, 0, 2) + 6 * 2 * cc.model.width * cc.sae.n_atoms)
     rm = params.get('regime_map', {}); ints = lambda v: [int(x) for x in str(v).split(',') if x.strip()]
     for wd in ints(rm.get('widths', '')):
         for r in ints(rm.get('resolutions', '')):

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .config import Config, SAEConfig, config_hash, to_dict, seed_everything, resolve_device, torch_threads
+from .config import Config, SAEConfig, cohort_config, config_hash, to_dict, seed_everything, resolve_device, torch_threads
 from .store import artifact_path, cached, save_tensors, load_tensors, load_module, read_meta
 from .models import CohortINR
 from .fit import cohort_model, cohort_key, psnr, to_image, compiled, adam
@@ -436,7 +436,7 @@ def sae_key(cfg:Config, # the experiment
             depth:int): # shared layer
     "The fields that determine a trained SAE (hashed for its cache key)."
     return {'kind': 'sae', 'cohort': cohort_key(cfg, backbone, spec), 'depth': int(depth),
-            'sae': {k: v for k, v in to_dict(cfg.sae).items() if k != 'depths'}, 'recipe': to_dict(RECIPE)}
+            'sae': {k: v for k, v in to_dict(cohort_config(cfg, spec).sae).items() if k != 'depths'}, 'recipe': to_dict(RECIPE)}  # the cohort's own dictionary size
 
 def sae_model(cfg:Config, # the experiment
               backbone:str, # `siren` or `ffmlp`
@@ -452,7 +452,7 @@ def sae_model(cfg:Config, # the experiment
     def build(tmp):
         ck = path.with_suffix('.ckpt.safetensors'); t0 = time.time()
         with torch_threads(cfg.threads):
-            sae, hist = train_sae(net, depth, cfg.sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed, coord_range=coh.coord_range,
+            sae, hist = train_sae(net, depth, cohort_config(cfg, spec).sae, device=dev, progress=progress, ckpt_path=ck, seed=cfg.seed, coord_range=coh.coord_range,
                                   decay_start=cfg.sae.lr_decay_start, compile=cfg.compile)
         save_sae(sae, tmp, {'config_hash': h, 'key': key, 'history': {k: v.tolist() for k, v in hist.items()},
                             'train_seconds': round(time.time() - t0, 2), 'device': str(dev)})
