@@ -561,6 +561,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'cohort_inrs.pipeline.select_params': ('pipeline.html#select_params', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.sha256': ('pipeline.html#sha256', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.source_root': ('pipeline.html#source_root', 'cohort_inrs/pipeline.py'),
+                                      'cohort_inrs.pipeline.split_parts': ('pipeline.html#split_parts', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.summary_table': ('pipeline.html#summary_table', 'cohort_inrs/pipeline.py'),
                                       'cohort_inrs.pipeline.write_manifest': ('pipeline.html#write_manifest', 'cohort_inrs/pipeline.py')},
             'cohort_inrs.plots': { 'cohort_inrs.plots.FigureRun': ('plots.html#figurerun', 'cohort_inrs/plots.py'),

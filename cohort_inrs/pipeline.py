@@ -20,8 +20,8 @@ _log = logging.getLogger(__name__)
 __all__ = ['COMMON_PARAMS', 'JOBS', 'ASSUMED_TFLOPS', 'CLAIMS', 'HEADLINES', 'BEYOND', 'source_root', 'Job', 'jobs_for',
            'select_params', 'kernel_config', 'JobStatus', 'job_status', 'clean_executed', 'run_job', 'describe',
            'failures', 'absolute_spec', 'regenerate', 'estimate_flops', 'cost_message', 'sha256', 'write_manifest',
-           'Claim', 'headline', 'measure_claim', 'summary_table', 'beyond_row', 'beyond_table', 'details',
-           'claims_report', 'results_markdown', 'check_results']
+           'Claim', 'headline', 'measure_claim', 'summary_table', 'beyond_row', 'beyond_table', 'split_parts',
+           'details', 'claims_report', 'results_markdown', 'check_results']
 
 # %% ../nbs/08_pipeline.ipynb #caa45c3d
 def source_root():
@@ -623,9 +623,18 @@ def beyond_table(rows:list, # rows of `beyond_row`
            f"[{r['figure']}.ipynb]({link}notebooks/{r['figure']}.ipynb) |" for r in rows]
     return '\n'.join(md)
 
+def split_parts(text:str): # a `measured` string: parts separated by '; '
+    "The parts of `text`: split at each '; ' outside brackets (nested ones too), unless a digit follows."
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in '([') - (ch in ')]')
+        if ch == ';' and depth == 0 and text[i + 1:i + 2].isspace() and not text[i + 1:].lstrip()[:1].isdigit():
+            parts.append(text[start:i]); start = i + 1
+    return [p.strip() for p in parts + [text[start:]] if p.strip()]
+
 def details(r:dict): # a row of `measure_claim`
     "A claim's section of the report: its statement, each measured part on its own line, its controls and its source."
-    bits = [b.strip() for b in re.split(r';\s+(?![^(]*\))(?![^\[]*\])(?!\d)', str(r['measured'])) if b.strip()]  # a line per '; ' outside brackets, unless a number follows
+    bits = split_parts(str(r['measured']))
     return '\n'.join([f"### {r['id']}: {r['verdict']}", '', f"> {r['statement']}", '', '**Measured**', '', *(f'- {b}' for b in bits), '',
                       f"**Parts and readings:** {_checks(r)}", '', f"**Source:** `{r['figure']}` ({r['source']})", ''])
 
